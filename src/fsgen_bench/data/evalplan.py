@@ -1,0 +1,112 @@
+"""The evaluation plan: exactly which images every method is scored on.
+
+For each unseen class a seeded permutation (or the file order, for protocols that say so) splits the class's
+images into a conditional pool (what a generator may condition on) and a disjoint real reference pool (what
+FID compares against). For every generated image the plan also fixes which K pool images it is conditioned
+on. The plan depends only on (dataset, unseen classes, their sizes, protocol, seed): it is identical across
+runs, methods, ranks and worker counts, and is saved as JSON beside each run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fsgen_bench.errors import UserError
+
+
+@dataclass
+class ClassPlan:
+    class_id: int
+    cond: np.ndarray          # [P] image indices within the class
+    real: np.ndarray          # [R] image indices within the class (may repeat under "replace" sampling)
+    supports: np.ndarray      # [num_generated, K] indices into `cond` positions (0..P-1)
+
+
+@dataclass
+class EvalPlan:
+    protocol_id: str
+    dataset: str
+    seed: int
+    classes: list[ClassPlan]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        dataset: str,
+        unseen: list[int],
+        class_sizes: list[int],
+        protocol,
+        seed: int,
+    ) -> "EvalPlan":
+        pool = protocol.cond_pool_for(dataset)
+        k = protocol.k_shot
+        plans = []
+        for class_id, n in zip(unseen, class_sizes):
+            need = pool + 1
+            if n < need or pool < k or pool < protocol.fewshot.shots:
+                raise UserError(
+                    f"unseen class {class_id} of {dataset!r} has {n} images; protocol {protocol.id} needs a "
+                    f"conditional pool of {pool} (at least K={k} and {protocol.fewshot.shots} shots) plus at least "
+                    f"one real image; use a dataset with more images per class or another protocol"
+                )
+            rng = np.random.default_rng([seed, protocol.seed, class_id])
+            order = rng.permutation(n) if protocol.permute else np.arange(n)
+            cond = order[:pool]
+            rest = order[pool:]
+            if protocol.real_pool_max is not None:
+                rest = rest[: protocol.real_pool_max]
+            if protocol.real_sampling == "replace":
+                real = rest[rng.integers(0, len(rest), size=protocol.num_generated)]
+            else:
+                real = rest
+            if protocol.support_draw == "replace":
+                supports = rng.integers(0, pool, size=(protocol.num_generated, k))
+            else:
+                # K distinct pool positions per generated image: argsort of uniform keys, vectorised.
+                keys = rng.random((protocol.num_generated, pool))
+                supports = np.argsort(keys, axis=1)[:, :k]
+            plans.append(ClassPlan(class_id, cond.astype(np.int64), real.astype(np.int64), supports.astype(np.int64)))
+        return cls(protocol_id=protocol.id, dataset=dataset, seed=seed, classes=plans)
+
+    def to_json(self) -> dict:
+        return {
+            "protocol": self.protocol_id,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "classes": [
+                {"class_id": c.class_id, "cond": c.cond.tolist(), "real": c.real.tolist(), "supports": c.supports.tolist()}
+                for c in self.classes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvalPlan":
+        return cls(
+            protocol_id=data["protocol"],
+            dataset=data["dataset"],
+            seed=int(data["seed"]),
+            classes=[
+                ClassPlan(int(c["class_id"]), np.asarray(c["cond"], np.int64), np.asarray(c["real"], np.int64),
+                          np.asarray(c["supports"], np.int64).reshape(len(c["supports"]), -1))
+                for c in data["classes"]
+            ],
+        )
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json()))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "EvalPlan":
+        return cls.from_json(json.loads(Path(path).read_text()))

@@ -1,0 +1,1 @@
+"""The evaluation harness: protocols, feature backbones, metrics and records."""

@@ -1,0 +1,64 @@
+"""The FewShotGenerator contract that every method (and every reference row) meets.
+
+A method is a LightningModule. The suite calls only what is defined here:
+
+* ``generate(support, num, generator=None)``: ``support`` is ``[B, K, C, H, W]`` in [-1, 1]; the result is
+  ``[B, num, C, H, W]`` in [-1, 1]. All randomness is drawn from ``generator`` when one is given, so a fixed
+  generator gives the same images.
+* ``adapt(support)``: test-time adaptation for optimisation-based methods (FIGR); returns a module whose
+  ``generate`` serves that support set. The default returns ``self``. An adapted module must be a copy: the
+  meta-weights are never changed.
+* Training is the method's own business (``training_step``); GANs use manual optimisation.
+
+Training batches are dicts ``{"support": [B, K, C, H, W] float in [-1, 1], "label": [B] seen-class index,
+"class_id": [B] dataset class index}`` (see :mod:`fsgen_bench.data.datamodule`).
+
+Constructors take keyword arguments only: the data-derived ``image_size``, ``channels``, ``num_seen_classes``
+and ``k_shot``, then the method's own parameters from ``configs/methods/<name>.yaml`` (section ``method``).
+They call ``self.save_hyperparameters()`` so a checkpoint rebuilds the same network.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+
+class FewShotGenerator(L.LightningModule):
+    #: False for reference rows (copy-support, noise) that need no training.
+    trainable: bool = True
+    #: The largest K the method accepts at generation time (None: any).
+    max_k: int | None = None
+
+    def __init__(self, *, image_size: int, channels: int, num_seen_classes: int, k_shot: int) -> None:
+        super().__init__()
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.num_seen_classes = int(num_seen_classes)
+        self.k_shot = int(k_shot)
+
+    # -- the contract -------------------------------------------------------------------------------------
+    def generate(self, support: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def adapt(self, support: Tensor) -> "FewShotGenerator":
+        return self
+
+    # -- helpers shared by methods ------------------------------------------------------------------------
+    def check_support(self, support: Tensor) -> None:
+        if support.ndim != 5:
+            raise ValueError(f"support must be [B, K, C, H, W]; got shape {tuple(support.shape)}")
+        if support.shape[2] != self.channels or support.shape[-1] != self.image_size:
+            raise ValueError(
+                f"support has {support.shape[2]} channels at {support.shape[-1]} px; this model was built for "
+                f"{self.channels} channels at {self.image_size} px"
+            )
+        if self.max_k is not None and support.shape[1] > self.max_k:
+            raise ValueError(f"{type(self).__name__} accepts at most K={self.max_k} conditional images")
+
+    def sample_images_for_logging(self, support: Tensor, num: int = 4) -> Tensor:
+        """[B, K + num, C, H, W]: the conditional images followed by generated ones (for figure callbacks)."""
+        with torch.no_grad():
+            fake = self.generate(support, num)
+        return torch.cat([support, fake], dim=1)
