@@ -24,7 +24,8 @@ class ClassPlan:
     class_id: int
     cond: np.ndarray          # [P] image indices within the class
     real: np.ndarray          # [R] image indices within the class (may repeat under "replace" sampling)
-    supports: np.ndarray      # [num_generated, K] indices into `cond` positions (0..P-1)
+    supports: np.ndarray      # [S, K] positions in `cond` (0..P-1); support set s yields images_per_support images
+    images_per_support: int = 1
 
 
 @dataclass
@@ -65,13 +66,20 @@ class EvalPlan:
                 real = rest[rng.integers(0, len(rest), size=protocol.num_generated)]
             else:
                 real = rest
+            n_sets = protocol.supports_per_class
+            if n_sets < 1 or protocol.num_generated % n_sets:
+                raise UserError(
+                    f"protocol {protocol.id}: num_generated={protocol.num_generated} must be a positive multiple of "
+                    f"supports_per_class={n_sets}"
+                )
             if protocol.support_draw == "replace":
-                supports = rng.integers(0, pool, size=(protocol.num_generated, k))
+                supports = rng.integers(0, pool, size=(n_sets, k))
             else:
-                # K distinct pool positions per generated image: argsort of uniform keys, vectorised.
-                keys = rng.random((protocol.num_generated, pool))
+                # K distinct pool positions per support set: argsort of uniform keys, vectorised.
+                keys = rng.random((n_sets, pool))
                 supports = np.argsort(keys, axis=1)[:, :k]
-            plans.append(ClassPlan(class_id, cond.astype(np.int64), real.astype(np.int64), supports.astype(np.int64)))
+            plans.append(ClassPlan(class_id, cond.astype(np.int64), real.astype(np.int64), supports.astype(np.int64),
+                                   protocol.num_generated // n_sets))
         return cls(protocol_id=protocol.id, dataset=dataset, seed=seed, classes=plans)
 
     def to_json(self) -> dict:
@@ -80,7 +88,8 @@ class EvalPlan:
             "dataset": self.dataset,
             "seed": self.seed,
             "classes": [
-                {"class_id": c.class_id, "cond": c.cond.tolist(), "real": c.real.tolist(), "supports": c.supports.tolist()}
+                {"class_id": c.class_id, "cond": c.cond.tolist(), "real": c.real.tolist(),
+                 "supports": c.supports.tolist(), "images_per_support": c.images_per_support}
                 for c in self.classes
             ],
         }
@@ -93,7 +102,8 @@ class EvalPlan:
             seed=int(data["seed"]),
             classes=[
                 ClassPlan(int(c["class_id"]), np.asarray(c["cond"], np.int64), np.asarray(c["real"], np.int64),
-                          np.asarray(c["supports"], np.int64).reshape(len(c["supports"]), -1))
+                          np.asarray(c["supports"], np.int64).reshape(len(c["supports"]), -1),
+                          int(c.get("images_per_support", 1)))
                 for c in data["classes"]
             ],
         )

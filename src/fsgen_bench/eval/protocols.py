@@ -7,7 +7,7 @@ and the leaderboard never puts two protocols in one table.
 
 * ``clean`` (the suite's default): per unseen class a seeded permutation splits the images into a conditional
   pool of 10 (30 for VGGFace, whose classes are larger) and a disjoint real pool (the rest); 128 images are
-  generated per class, each from K=3 conditional images drawn *without* replacement; all classes pooled for
+  generated per class, 16 from each of 8 support sets of K=3 conditional images drawn *without* replacement; all classes pooled for
   FID/KID; LPIPS AlexNet at the served resolution over all pairs; few-shot 5-way and 10-way 5-shot.
 * ``lofgan``: LoFGAN's published protocol (edward3862/LoFGAN-pytorch main_metric.py at HEAD): permuted pools
   of 10 (VGGFace 30), 128 reals per class drawn with replacement from the rest, each fake from 3 images drawn
@@ -42,6 +42,8 @@ class Protocol:
     version: int
     k_shot: int = 3
     num_generated: int = 128             # images generated per unseen class
+    supports_per_class: int = 8          # distinct K-image support sets per class; each yields num_generated/S
+                                         # images (optimisation-based methods adapt once per support set)
     cond_pool: int = 10                  # conditional pool per class
     cond_pool_by_dataset: tuple[tuple[str, int], ...] = (("vggface", 30),)
     permute: bool = True                 # permute each class's images (seeded) before splitting pools
@@ -82,11 +84,11 @@ PROTOCOLS: dict[str, Protocol] = {
     for p in (
         Protocol(name="clean", version=1),
         Protocol(
-            name="lofgan", version=1, permute=True, real_sampling="replace", support_draw="replace",
+            name="lofgan", version=1, permute=True, supports_per_class=128, real_sampling="replace", support_draw="replace",
             lpips_net="vgg", lpips_size=32, lpips_pairs="all",
         ),
         Protocol(
-            name="f2gan", version=1, permute=False, real_pool_max=128, support_draw="distinct",
+            name="f2gan", version=1, permute=False, supports_per_class=128, real_pool_max=128, support_draw="distinct",
             fid_resize=128, lpips_net="alex", lpips_size=None, lpips_pairs="first10",
         ),
     )
