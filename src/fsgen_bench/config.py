@@ -117,9 +117,12 @@ def resolve(
     if not ds_file.is_file():
         known = sorted(p.stem for p in (root / "datasets").glob("*.yaml"))
         raise UserError(f"unknown dataset {dataset!r}; known datasets: {', '.join(known)} (or npy:PATH, folder:PATH)")
+    from fsgen_bench.methods import METHODS
+
+    if method not in METHODS:
+        METHODS.get(method)  # raises a UserError that lists the registered methods
     if not m_file.is_file():
-        known = sorted(p.stem for p in (root / "methods").glob("*.yaml"))
-        raise UserError(f"unknown method {method!r}; known methods: {', '.join(known)}")
+        raise UserError(f"method {method!r} is registered but has no config file {m_file}")
     ds_layer, ds_presets = _split_presets(load_yaml(ds_file))
     m_layer, m_presets = _split_presets(load_yaml(m_file))
 

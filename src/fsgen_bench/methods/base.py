@@ -57,6 +57,12 @@ class FewShotGenerator(L.LightningModule):
         if self.max_k is not None and support.shape[1] > self.max_k:
             raise ValueError(f"{type(self).__name__} accepts at most K={self.max_k} conditional images")
 
+    def method_figures(self, support: Tensor, out_dir) -> list:
+        """Method-specific figures (e.g. F2GAN's interpolation strip and NAF attention) written as PNG files
+        into ``out_dir`` for ``fsgen-bench sample``; ``support`` is ``[K, C, H, W]`` of one unseen class.
+        Returns the paths written. The default writes nothing."""
+        return []
+
     def sample_images_for_logging(self, support: Tensor, num: int = 4) -> Tensor:
         """[B, K + num, C, H, W]: the conditional images followed by generated ones (for figure callbacks)."""
         with torch.no_grad():
