@@ -112,13 +112,16 @@ class EpisodicDataModule(L.LightningDataModule):
 
     # -- Lightning hooks ----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        # Builds caches (e.g. the glyphs render) once per node before setup() runs on every rank.
-        load_dataset(self.data_cfg, self.cache_dir)
+        # Builds caches (e.g. the glyphs render) once per node before setup() runs on every rank. The result is
+        # kept, so a single process does not read a large file twice (setup() then returns at once).
+        if self.images is None:
+            self.images = load_dataset(self.data_cfg, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.images is not None:
+        if self.seen_store is not None:
             return
-        self.images = load_dataset(self.data_cfg, self.cache_dir)
+        if self.images is None:
+            self.images = load_dataset(self.data_cfg, self.cache_dir)
         small = [(c, len(self.images.classes[c])) for c in self.images.seen if len(self.images.classes[c]) < self.k_shot]
         if small:
             c, n = small[0]

@@ -53,7 +53,7 @@ from fsgen_bench.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # Bump when the cached array layout changes, so stale caches are ignored rather than misread.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 # Below this many images decoding takes a second or two and a progress bar is only noise.
 _PROGRESS_MIN_IMAGES = 500
 
@@ -97,7 +97,11 @@ def _split(num_classes: int, data_cfg: dict, *, where: str) -> tuple[list[int], 
             f"{where}: found {num_classes} class(es); a few-shot benchmark needs at least 2 "
             f"(seen classes to train on, unseen classes to evaluate on): add classes to the data"
         )
-    seen, unseen = standard_split(num_classes, _optional_int(data_cfg, "num_seen_classes", where), where=where)
+    num_seen = _optional_int(data_cfg, "num_seen_classes", where)
+    if num_seen is None:
+        # standard_split's default (80%, rounded) leaves no unseen class when there are only 2 classes.
+        num_seen = max(1, min(num_classes - 1, int(round(0.8 * num_classes))))
+    seen, unseen = standard_split(num_classes, num_seen, where=where)
     num_unseen = _optional_int(data_cfg, "num_unseen_classes", where)
     if num_unseen is not None:
         if not 1 <= num_unseen <= len(unseen):
@@ -114,6 +118,12 @@ def _source_choice(data_cfg: dict, allowed: Sequence[str], where: str) -> str:
     if source not in ("auto", *allowed):
         raise UserError(f"{where}: data.source={source!r} is not known here; use one of: auto, {', '.join(allowed)}")
     return source
+
+
+def _split_flat(flat: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
+    """Per-class views into one contiguous block of images."""
+    bounds = np.cumsum([0, *counts])
+    return [flat[bounds[i]:bounds[i + 1]] for i in range(len(counts))]
 
 
 def _native_size(sizes: set[tuple[int, int]]) -> int | None:
@@ -156,11 +166,8 @@ def _missing(dataset: str, expected: str, looked: Sequence[Path | str], how: str
     return UserError(f"{dataset}: data not found. Expected {expected}. Looked at: {places}. To obtain it: {how}")
 
 
-def _first_existing(paths: Sequence[Path], *, want_dir: bool = False) -> Path | None:
-    for path in paths:
-        if (path.is_dir() if want_dir else path.is_file()):
-            return path
-    return None
+def _first_existing(paths: Sequence[Path]) -> Path | None:
+    return next((path for path in paths if path.is_file()), None)
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -243,8 +250,7 @@ class _FloatScale:
     would be read as [0, 1]. The first float chunk decides for the file; every later chunk is checked against it.
     """
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    def __init__(self) -> None:
         self.scale: float | None = None
 
     def __call__(self, x: np.ndarray, where: str) -> np.ndarray:
@@ -339,30 +345,39 @@ def _read_npy(path: Path, data_cfg: dict, *, name: str) -> ClassImages:
     num_classes = int(arr.shape[0])
     seen, unseen = _split(num_classes, data_cfg, where=where)
     used = len(seen) + len(unseen)
-    to_u8 = _FloatScale(where)
-    classes: list[np.ndarray] = []
-    sizes: set[tuple[int, int]] = set()
-    target = want_channels
+    # First the per-class views (no pixel is read yet for a memory map), so that the whole output can be
+    # allocated as ONE block: many small long-lived arrays interleaved with the large temporaries of
+    # resizing fragment the heap, which then grows by megabytes per class (gigabytes for VGGFace).
+    per_class: list[list[np.ndarray]] = []
     for i in range(used):
         cwhere = f"{where}, class {i}"
         if ragged:
             chunks = _class_chunks(arr[i], cwhere)
         else:
-            # A class of a memory-mapped array: only this class's bytes are read.
             chunks = [arr[i][..., None] if arr.ndim == 4 else arr[i]]
-        if target is None:
-            c = chunks[0].shape[-1] if chunks else 1
-            target = 3 if c == 4 else c  # alpha is dropped (resize_images reads RGBA as RGB)
-        parts = []
+        if sum(len(chunk) for chunk in chunks) == 0:
+            raise UserError(f"{cwhere}: the class has no images; remove it from the array")
+        per_class.append(chunks)
+    target = want_channels
+    if target is None:
+        c = per_class[0][0].shape[-1]
+        target = 3 if c == 4 else c  # alpha is dropped (resize_images reads RGBA as RGB)
+    counts = [sum(len(chunk) for chunk in chunks) for chunks in per_class]
+    flat = np.empty((sum(counts), size, size, target), dtype=np.uint8)
+    to_u8 = _FloatScale()
+    sizes: set[tuple[int, int]] = set()
+    pos = 0
+    for i, chunks in enumerate(per_class):
         for chunk in chunks:
             sizes.add((int(chunk.shape[1]), int(chunk.shape[2])))
-            out = resize_images(to_u8(chunk, cwhere), size, target)
-            # Unresized uint8 data comes back as a read-only view of the memory map: take the one copy we need.
-            parts.append(out if out.flags.writeable else out.copy())
-        images = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else None
-        if images is None or len(images) == 0:
-            raise UserError(f"{cwhere}: the class has no images; remove it from the array")
-        classes.append(images)
+            with warnings.catch_warnings():
+                # torch warns when it wraps the read-only memory map; resize_images only reads it.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                # Only this class's bytes of a memory map are read here, once.
+                flat[pos:pos + len(chunk)] = resize_images(to_u8(chunk, f"{where}, class {i}"), size, target)
+            pos += len(chunk)
+    del per_class
+    classes = _split_flat(flat, counts)
     names = [f"class_{i:04d}" for i in range(used)]
     extra = {
         "source": "npy",
@@ -408,9 +423,14 @@ def _locate_npy(data_cfg: dict) -> tuple[bool, str]:
 
 @dataclass
 class _Decoded:
-    classes: list[np.ndarray]       # uint8 [n, S, S, C] per class
+    flat: np.ndarray                # uint8 [total, S, S, C], the classes one after another
+    counts: list[int]               # images per class
     names: list[str]
     native_size: int | None
+
+    @property
+    def classes(self) -> list[np.ndarray]:
+        return _split_flat(self.flat, self.counts)
 
 
 # One image source: a path on disk, or (zip archive path, member name).
@@ -440,9 +460,10 @@ def _pil_to_array(im) -> np.ndarray:
         a = np.asarray(im, dtype=np.float32)
         a = a / 257.0 if a.max(initial=0) > 255 else a
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None]
+    # np.array, not np.asarray: PIL's buffer is read-only, and torch warns when it wraps one.
     if im.mode in ("1", "L", "LA", "F"):
-        return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        return np.array(im.convert("L"), dtype=np.uint8)[..., None]
+    return np.array(im.convert("RGB"), dtype=np.uint8)
 
 
 def _decode_one(opener: _Opener, item: _Item, size: int, channels: int | None) -> tuple[np.ndarray, tuple[int, int]]:
@@ -468,26 +489,25 @@ def _decode_groups(
     opener: _Opener = _open_path,
 ) -> _Decoded:
     """Decode and resize every image, class by class; with channels=None, RGB if any image is colour."""
-    total = sum(len(items) for _, items in groups)
-    per_class: list[list[np.ndarray]] = []
+    counts = [len(items) for _, items in groups]
+    # One output block, filled in place: see _read_npy on heap fragmentation. With channels=None it holds
+    # RGB and is reduced to one channel at the end if every image was gray.
+    flat = np.empty((sum(counts), size, size, channels or 3), dtype=np.uint8)
     sizes: set[tuple[int, int]] = set()
-    with _progress(total, desc) as bar:
+    any_colour = False
+    pos = 0
+    with _progress(len(flat), desc) as bar:
         for _, items in groups:
-            images = []
             for item in items:
                 image, native = _decode_one(opener, item, size, channels)
-                images.append(image)
+                flat[pos:pos + 1] = image  # a gray image broadcasts over RGB when channels=None
+                any_colour = any_colour or image.shape[-1] == 3
                 sizes.add(native)
+                pos += 1
                 bar.update(1)
-            per_class.append(images)
-    target = channels or (3 if any(im.shape[-1] == 3 for ims in per_class for im in ims) else 1)
-    classes = []
-    for images in per_class:
-        stacked = np.concatenate(images)
-        if stacked.shape[-1] != target:  # gray images among colour ones (channels=None)
-            stacked = np.repeat(stacked, target, axis=-1)
-        classes.append(stacked)
-    return _Decoded(classes, [name for name, _ in groups], _native_size(sizes))
+    if channels is None and not any_colour:
+        flat = np.ascontiguousarray(flat[..., :1])
+    return _Decoded(flat, counts, [name for name, _ in groups], _native_size(sizes))
 
 
 def _cache_file(cache_dir: Path | None, kind: str, fingerprint: str, size: int, channels: int | None) -> Path | None:
@@ -501,8 +521,10 @@ def _read_cache(path: Path) -> _Decoded | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].item())
-            classes = [z[f"c{i:06d}"] for i in range(meta["num_classes"])]
-            return _Decoded(classes, list(meta["names"]), meta["native_size"])
+            flat = z["images"]
+        if len(flat) != sum(meta["counts"]):
+            raise ValueError("image count does not match the class counts")
+        return _Decoded(flat, list(meta["counts"]), list(meta["names"]), meta["native_size"])
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
@@ -511,8 +533,7 @@ def _read_cache(path: Path) -> _Decoded | None:
 
 
 def _write_cache(path: Path, decoded: _Decoded) -> None:
-    meta = {"num_classes": len(decoded.classes), "names": decoded.names, "native_size": decoded.native_size}
-    arrays = {f"c{i:06d}": arr for i, arr in enumerate(decoded.classes)}
+    meta = {"counts": decoded.counts, "names": decoded.names, "native_size": decoded.native_size}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary file in the same folder, then rename: readers (other ranks, other runs) see
@@ -520,7 +541,7 @@ def _write_cache(path: Path, decoded: _Decoded) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+                np.savez(fh, meta=np.array(json.dumps(meta)), images=decoded.flat)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -551,8 +572,8 @@ def _cached_decode(
 def _finish(
     name: str, decoded: _Decoded, data_cfg: dict, *, where: str, size: int, origin: str, extra: dict
 ) -> ClassImages:
-    seen, unseen = _split(len(decoded.classes), data_cfg, where=where)
-    extra = {**extra, "classes_in_source": len(decoded.classes)}
+    seen, unseen = _split(len(decoded.counts), data_cfg, where=where)
+    extra = {**extra, "classes_in_source": len(decoded.counts)}
     return _assemble(
         name, decoded.classes, decoded.names, seen=seen, unseen=unseen, image_size=size,
         native_size=decoded.native_size, origin=origin, extra=extra,
@@ -572,7 +593,9 @@ def _scan_folder(root: Path, where: str) -> list[tuple[str, list[Path]]]:
     """Class folders sorted by name; each class's images (searched recursively) sorted by relative path."""
     exts = "/".join(f"*{s}" for s in IMAGE_SUFFIXES)
     try:
-        class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+        class_dirs = sorted(
+            (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name
+        )
     except OSError as exc:
         raise UserError(f"{where}: cannot list {root} ({exc})") from None
     if not class_dirs:
@@ -855,12 +878,18 @@ def _load_emnist(data_cfg: dict, cache_dir: Path) -> ClassImages:
     targets = np.concatenate(labels)
     num_classes = max(len(class_names or []), int(targets.max(initial=-1)) + 1)
     seen, unseen = _split(num_classes, data_cfg, where=where)
-    classes = []
-    for c in range(len(seen) + len(unseen)):
+    used = len(seen) + len(unseen)
+    counts = np.bincount(targets, minlength=used)[:used]
+    if (counts == 0).any():
+        c = int(np.flatnonzero(counts == 0)[0])
+        raise UserError(f"{where}: class {c} has no images; the EMNIST files are incomplete: download again")
+    flat = np.empty((int(counts.sum()), size, size, channels or 1), dtype=np.uint8)  # one block: see _read_npy
+    pos = 0
+    for c in range(used):
         idx = np.flatnonzero(targets == c)  # train images first, then test, each in file order
-        if len(idx) == 0:
-            raise UserError(f"{where}: class {c} has no images; the EMNIST files are incomplete: download again")
-        classes.append(resize_images(data[idx][..., None], size, channels or 1))
+        flat[pos:pos + len(idx)] = resize_images(data[idx][..., None], size, channels or 1)
+        pos += len(idx)
+    classes = _split_flat(flat, counts.tolist())
     names = [class_names[c] if c < len(class_names or []) else str(c) for c in range(len(classes))]
     extra = {"source": "torchvision", "path": str((root / "EMNIST").resolve()), "classes_in_source": num_classes,
              "fingerprint": hashlib.sha256(str((root / "EMNIST").resolve()).encode()).hexdigest()[:16]}
@@ -929,9 +958,11 @@ def _flowers_torchvision(root: Path, data_cfg: dict, cache_dir: Path | None, whe
     class_names = list(getattr(splits[0], "classes", []) or [])
 
     def build() -> _Decoded:
-        by_label: dict[int, list[np.ndarray]] = {}
-        sizes: set[tuple[int, int]] = set()
         total = sum(len(ds) for ds in splits)
+        flat = np.empty((total, size, size, channels or 3), dtype=np.uint8)  # one block: see _read_npy
+        labels = np.empty(total, dtype=np.int64)
+        sizes: set[tuple[int, int]] = set()
+        pos = 0
         with _progress(total, "decoding flowers") as bar:
             for ds in splits:  # all three splits pooled, each in torchvision's order
                 for i in range(len(ds)):
@@ -942,11 +973,15 @@ def _flowers_torchvision(root: Path, data_cfg: dict, cache_dir: Path | None, whe
                         raise UserError(f"{where}: cannot read image {i} of a Flowers102 split ({exc}); "
                                         f"download the dataset again") from None
                     sizes.add((arr.shape[0], arr.shape[1]))
-                    by_label.setdefault(int(label), []).append(resize_images(arr[None], size, channels or 3))
+                    flat[pos:pos + 1] = resize_images(arr[None], size, channels or 3)
+                    labels[pos] = int(label)
+                    pos += 1
                     bar.update(1)
-        labels = sorted(by_label)
-        names = [class_names[c] if c < len(class_names) else str(c) for c in labels]
-        return _Decoded([np.concatenate(by_label[c]) for c in labels], names, _native_size(sizes))
+        # Group by label (label order), keeping the pooled order within a class.
+        order = np.argsort(labels, kind="stable")
+        present, counts = np.unique(labels, return_counts=True)
+        names = [class_names[c] if c < len(class_names) else str(c) for c in present.tolist()]
+        return _Decoded(flat[order], counts.tolist(), names, _native_size(sizes))
 
     decoded = _cached_decode(cache_dir, "flowers", _flowers_fingerprint(root), size, channels, build)
     extra = {"source": "torchvision", "path": str((root / "flowers-102").resolve()),
@@ -1069,7 +1104,7 @@ def _locate_animalfaces(data_cfg: dict) -> tuple[bool, str]:
 
 DATASETS.register("npy", DatasetSpec(
     name="npy",
-    description="any .npy in the F2GAN/LoFGAN layout [classes, images, H, W, C] (--dataset npy:PATH); channels as stored",
+    description="any .npy in the F2GAN/LoFGAN layout [classes, images, H, W, C] (--dataset npy:PATH)",
     channels=0,  # 0: as stored in the file
     native_size=None,
     standard_split="first 80% seen (data.num_seen_classes)",

@@ -104,7 +104,8 @@ def resize_images(arr: np.ndarray, size: int, channels: int, *, chunk: int = 512
         return np.ascontiguousarray(arr)
     out = np.empty((n, size, size, channels), dtype=np.uint8)
     for start in range(0, n, chunk):
-        x = torch.from_numpy(np.ascontiguousarray(arr[start:start + chunk])).permute(0, 3, 1, 2).float()
+        # np.array copies (read-only memory maps stay untouched); contiguous NCHW makes interpolate 2-20x faster.
+        x = torch.from_numpy(np.array(arr[start:start + chunk])).permute(0, 3, 1, 2).float().contiguous()
         if c == 4:
             x = x[:, :3]
         if x.shape[1] == 3 and channels == 1:
@@ -120,7 +121,7 @@ def resize_images(arr: np.ndarray, size: int, channels: int, *, chunk: int = 512
 def standard_split(num_classes: int, num_seen: int | None, *, where: str) -> tuple[list[int], list[int]]:
     """The field's convention: the first ``num_seen`` classes (in file order) are seen, the rest unseen."""
     if num_seen is None:
-        num_seen = max(1, int(round(0.8 * num_classes)))
+        num_seen = min(num_classes - 1, max(1, int(round(0.8 * num_classes))))
     if not 0 < num_seen < num_classes:
         raise UserError(
             f"{where}: num_seen_classes={num_seen} but the data has {num_classes} classes; "
