@@ -89,7 +89,11 @@ def _overrides_from_flags(args) -> tuple[list[str], list[str]]:
     if args.results is not None:
         infra.append(f"run.results_dir={args.results}")
     if args.protocol is not None:
-        user.append(f"eval.protocol={args.protocol}")
+        from fsgen_bench.config import configs_dir, load_yaml
+
+        default = load_yaml(configs_dir() / "defaults.yaml")["eval"]["protocol"]
+        # Like suite cells: only a non-default protocol names a different run folder.
+        (user if args.protocol != default else infra).append(f"eval.protocol={args.protocol}")
     if args.devices is not None:
         infra.append(f"train.devices={args.devices}")
     if args.num_nodes is not None:
@@ -178,8 +182,8 @@ def cmd_eval(args) -> int:
     from fsgen_bench.eval.harness import evaluate, format_table
     from fsgen_bench.eval.records import append_records, records_path
     from fsgen_bench.methods import METHODS
-    from fsgen_bench.run import (build_datamodule, build_method, build_protocol, check_results_dir, dataset_slug,
-                                 _is_global_zero)
+    from fsgen_bench.run import _is_global_zero, build_datamodule, build_method, build_protocol, check_results_dir
+    from fsgen_bench.suite import dataset_slug
 
     cfg = resolve_from_args(args)
     results_dir = Path(cfg["run"]["results_dir"])
@@ -280,7 +284,7 @@ def cmd_bench(args) -> int:
         shard = (i, n)
     result = run_suite(Path(args.suite), results_dir=Path(args.results) if args.results else None, shard=shard,
                        dry_run=args.dry_run, fail_fast=args.fail_fast)
-    return 0 if getattr(result, "ok", True) else 1
+    return result.exit_code
 
 
 COMMANDS = {

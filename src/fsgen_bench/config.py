@@ -154,9 +154,10 @@ def resolve(
 
 
 def config_hash(cfg: dict) -> str:
-    """A short fingerprint of the resolved config, excluding where results are written."""
+    """A short fingerprint of the resolved config, excluding where results are written and the run folder name."""
     stripped = copy.deepcopy(cfg)
     stripped.get("run", {}).pop("results_dir", None)
+    stripped.get("run", {}).pop("name", None)
     blob = json.dumps(stripped, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

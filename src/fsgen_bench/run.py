@@ -8,7 +8,6 @@ is skipped unless ``fresh`` is asked for.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from fsgen_bench.errors import UserError
 from fsgen_bench.eval.protocols import Protocol, get_protocol
 from fsgen_bench.eval.records import MetricRecord, append_records, records_path
 from fsgen_bench.methods import METHODS, FewShotGenerator
+from fsgen_bench.suite import cell_run_id, dataset_slug  # one owner of run naming
 
 DONE_MARKER = "DONE"
 
@@ -36,30 +36,6 @@ class RunResult:
     run_dir: Path
     records: list[MetricRecord] = field(default_factory=list)
     status: str = "finished"          # finished | skipped
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Naming
-
-
-def dataset_slug(dataset: str) -> str:
-    """``glyphs`` -> ``glyphs``; ``npy:/data/x.npy`` -> ``npy-x``; ``folder:/data/faces/`` -> ``folder-faces``."""
-    if ":" not in dataset:
-        return dataset
-    kind, _, path = dataset.partition(":")
-    stem = Path(path.rstrip("/")).name
-    if kind == "npy" and stem.endswith(".npy"):
-        stem = stem[: -len(".npy")]
-    return f"{kind}-{stem}"
-
-
-def cell_run_id(method: str, dataset: str, preset: str | None, seed: int, overrides: list[str] | tuple = ()) -> str:
-    """Deterministic run folder name: ``<method>-<dataset>-<preset>-s<seed>[-<8 hex of the overrides>]``."""
-    name = f"{method}-{dataset_slug(dataset)}-{preset or 'default'}-s{int(seed)}"
-    if overrides:
-        digest = hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
-        name += f"-{digest}"
-    return name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -185,9 +161,7 @@ def _barrier() -> None:
 
 def run_experiment(cfg: dict, *, resume: bool = True, fresh: bool = False, log=print) -> RunResult:
     """Train (unless the method needs no training), evaluate, append records. Returns the run's folder and records."""
-    from fsgen_bench.eval.harness import evaluate, format_table
-    from fsgen_bench.loggers import build_logger, log_metrics_table
-    from fsgen_bench.training import FigureCallback, NonFiniteLossGuard
+    from fsgen_bench.loggers import build_logger, finish_logger
 
     results_dir = Path(cfg["run"]["results_dir"])
     check_results_dir(results_dir)
@@ -219,6 +193,23 @@ def run_experiment(cfg: dict, *, resume: bool = True, fresh: bool = False, log=p
 
     started = time.time()
     logger = build_logger(cfg, run_dir)
+    try:
+        return _train_and_evaluate(cfg, model, datamodule, protocol, plan, logger, run_dir, run_id, started, log,
+                                   resume=resume)
+    except BaseException:
+        finish_logger(logger, exit_code=1)
+        raise
+
+
+def _train_and_evaluate(cfg, model, datamodule, protocol, plan, logger, run_dir: Path, run_id: str, started: float,
+                        log, *, resume: bool) -> RunResult:
+    from fsgen_bench.eval.harness import evaluate, format_table
+    from fsgen_bench.loggers import finish_logger, log_metrics_table
+    from fsgen_bench.training import FigureCallback, NonFiniteLossGuard
+
+    results_dir = Path(cfg["run"]["results_dir"])
+    info = datamodule.info
+    method_name = cfg["run"]["method"]
     ckpt_dir = run_dir / "checkpoints"
     train_wall_s = 0.0
     if model.trainable:
@@ -271,9 +262,10 @@ def run_experiment(cfg: dict, *, resume: bool = True, fresh: bool = False, log=p
         append_records(records, records_path(results_dir, run_meta["dataset"], protocol.id))
         log(format_table(records))
         log_metrics_table(logger, records)
-        (run_dir / DONE_MARKER).write_text(json.dumps({"finished": time.time(), "wall_s": time.time() - started}))
+        # The marker is written (atomically) only after the records were appended: a run without it is unfinished.
+        tmp = run_dir / (DONE_MARKER + ".tmp")
+        tmp.write_text(json.dumps({"finished": time.time(), "wall_s": time.time() - started}))
+        tmp.replace(run_dir / DONE_MARKER)
     _barrier()
-    if logger is not None and hasattr(logger, "finalize"):
-        logger.finalize("success")
+    finish_logger(logger, exit_code=0)
     return RunResult(run_dir=run_dir, records=records, status="finished")
-
