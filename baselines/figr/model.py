@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
@@ -136,6 +135,8 @@ class FIGR(FewShotGenerator):
         meta_betas: tuple[float, float] = (0.9, 0.999),  # not given in the reference notes: torch defaults
         adapt_steps: int = 10,          # FIGR validation: fine-tune 10 inner steps on the new class
         vectorise_tasks: bool = True,   # vmap the inner loops of a batch's tasks (False: loop over tasks)
+        adapt_chunk: int = 64,          # episodes fine-tuned together in generate() (memory bound only)
+        adapt_seed: int = 0,            # seeds adapt()'s fine-tuning noise when no generator is passed
     ) -> None:
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot)
         self.save_hyperparameters()
@@ -149,6 +150,8 @@ class FIGR(FewShotGenerator):
         self.meta_betas = tuple(float(b) for b in meta_betas)
         self.adapt_steps = int(adapt_steps)
         self.vectorise_tasks = bool(vectorise_tasks)
+        self.adapt_chunk = max(1, int(adapt_chunk))
+        self.adapt_seed = int(adapt_seed)
         if self.inner_steps < 1 or self.adapt_steps < 0 or self.inner_batch < 1:
             raise ValueError("FIGR needs inner_steps >= 1, inner_batch >= 1 and adapt_steps >= 0")
         self.generator = FIGRGenerator(image_size=image_size, channels=channels, z_dim=self.z_dim, width=width,
@@ -190,30 +193,36 @@ class FIGR(FewShotGenerator):
         pg = {k: pg[k] - self.inner_lr * gg[k] for k in pg}
         return pd, pg, d_loss, g_loss, wdist
 
-    def _task_noise(self, tasks: int, steps: int, generator: torch.Generator | None, device) -> tuple[Tensor, ...]:
-        n = self.inner_batch
-        z_d = _randn((tasks, steps, n, self.z_dim), generator, device)
-        eps = _rand((tasks, steps, n, 1, 1, 1), generator, device)
-        z_g = _randn((tasks, steps, n, self.z_dim), generator, device)
-        return z_d, eps, z_g
+    def _task_inputs(self, support: Tensor, steps: int, generators: list | None) -> tuple[Tensor, ...]:
+        """Real images and noise of ``steps`` inner steps for each task of ``support`` [T, K, C, H, W].
 
-    def _inner_batches(self, support: Tensor, steps: int, generator: torch.Generator | None) -> Tensor:
-        """[T, K, C, H, W] -> [T, steps, inner_batch, C, H, W]: each step a random cyclic ordering of the K images.
-
-        With K < inner_batch the K images repeat (FIGR samples 4 images per task; an episode has K).
+        ``generators`` is None (global RNG, training) or one torch.Generator per task: each task then draws
+        from its own stream only, so its result does not depend on which other tasks share the batch.
+        Returns real [T, steps, n, C, H, W], z_d and z_g [T, steps, n, z_dim], eps [T, steps, n, 1, 1, 1].
         """
-        t, k = support.shape[:2]
-        start = _randint(k, (t, steps, 1), generator, support.device)
-        index = (start + torch.arange(self.inner_batch, device=support.device)) % k    # [T, steps, n]
-        flat = index.flatten(1)                                                      # [T, steps * n]
-        picked = torch.gather(support, 1, flat[..., None, None, None].expand(-1, -1, *support.shape[2:]))
-        return picked.view(t, steps, self.inner_batch, *support.shape[2:])
+        if generators is None:
+            return self._draw(support, steps, None)
+        parts = [self._draw(support[i:i + 1], steps, g) for i, g in enumerate(generators)]
+        return tuple(torch.cat(p) for p in zip(*parts))
 
-    def _run_inner_loops(self, support: Tensor, steps: int, generator: torch.Generator | None):
+    def _draw(self, support: Tensor, steps: int, generator: torch.Generator | None) -> tuple[Tensor, ...]:
+        t, k = support.shape[:2]
+        n, dev = self.inner_batch, support.device
+        # Each step sees the K images in a random cyclic order, repeated up to the inner batch (FIGR draws 4
+        # images of the task's class per step; an episode holds K of them).
+        start = _randint(k, (t, steps, 1), generator, dev)
+        index = ((start + torch.arange(n, device=dev)) % k).flatten(1)               # [T, steps * n]
+        real = torch.gather(support, 1, index[..., None, None, None].expand(-1, -1, *support.shape[2:]))
+        real = real.view(t, steps, n, *support.shape[2:])
+        z_d = _randn((t, steps, n, self.z_dim), generator, dev)
+        eps = _rand((t, steps, n, 1, 1, 1), generator, dev)
+        z_g = _randn((t, steps, n, self.z_dim), generator, dev)
+        return real, z_d, eps, z_g
+
+    def _run_inner_loops(self, support: Tensor, steps: int, generators: list | None = None):
         """Fast weights after ``steps`` inner steps on each task of ``support`` [T, K, C, H, W] (stacked on dim 0)."""
         t = support.shape[0]
-        real = self._inner_batches(support, steps, generator)
-        z_d, eps, z_g = self._task_noise(t, steps, generator, support.device)
+        real, z_d, eps, z_g = self._task_inputs(support, steps, generators)
         pg, pd = self._fast_weights()
         stack = lambda params: {k: v.unsqueeze(0).expand(t, *v.shape).clone() for k, v in params.items()}
         pg, pd = stack(pg), stack(pd)
@@ -241,7 +250,7 @@ class FIGR(FewShotGenerator):
     def training_step(self, batch: dict, batch_idx: int):
         support = batch["support"]
         opt_g, opt_d = self.optimizers()
-        pg, pd, logs = self._run_inner_loops(support, self.inner_steps, generator=None)
+        pg, pd, logs = self._run_inner_loops(support, self.inner_steps)
         # Reptile: grad := theta - mean_tasks(theta'). One flat vector per network so that under DDP a single
         # all-reduce (strategy.reduce, mean over ranks) keeps every rank's meta-weights identical; the inner
         # loops never call backward on the wrapped module, so DDP's own gradient sync does not apply.
@@ -261,28 +270,43 @@ class FIGR(FewShotGenerator):
 
     # -- the contract ---------------------------------------------------------------------------------------
     def adapt(self, support: Tensor, generator: torch.Generator | None = None) -> "FIGR":
-        """A deep copy fine-tuned on ``support`` ([K, C, H, W] or [1, K, C, H, W]); the meta-weights stay as they are.
+        """A deep copy fine-tuned on one class's ``support`` ([K, C, H, W] or [1, K, C, H, W]).
 
-        The fine-tuning draws its noise and image order from ``generator`` (global RNG when None).
+        ``adapt_steps`` inner steps (critic + generator SGD) on the K images; the noise and image order come
+        from ``generator``. Without one, a generator seeded with ``adapt_seed`` is used, so the adapted weights
+        depend on the support only (the same on every rank and in every run, whatever ran before).
+        The meta-weights are left as they are.
         """
         if support.ndim == 4:
             support = support.unsqueeze(0)
         self.check_support(support)
         if support.shape[0] != 1:
             raise ValueError(f"FIGR.adapt takes the support of one class ([1, K, C, H, W]); got {tuple(support.shape)}")
-        # The harness may call us under torch.inference_mode()/no_grad(); fine-tuning needs autograd, and
-        # tensors created in inference mode cannot take part in it (hence the clone outside it).
         with torch.inference_mode(False), torch.enable_grad():
-            clone = copy.deepcopy(self)           # LightningModule drops its trainer reference when copied
+            clone = copy.deepcopy(self)           # a LightningModule drops its trainer reference when copied
             clone.is_adapted = True
-            if self.adapt_steps > 0:
-                real = support.detach().clone().to(self.device)
-                pg, pd, _ = clone._run_inner_loops(real, self.adapt_steps, generator)
-                with torch.no_grad():
-                    for net, fast in ((clone.generator, pg), (clone.critic, pd)):
-                        for k, p in net.named_parameters():
-                            p.copy_(fast[k][0])
+            if generator is None:
+                generator = torch.Generator(device=self.device).manual_seed(self.adapt_seed)
+            pg, pd = clone._adapted_weights(support, [generator])
+            with torch.no_grad():
+                for net, fast in ((clone.generator, pg), (clone.critic, pd)):
+                    for k, p in net.named_parameters():
+                        p.copy_(fast[k][0])
         return clone
+
+    def _adapted_weights(self, support: Tensor, generators: list | None) -> tuple[dict, dict]:
+        """Fast weights after ``adapt_steps`` on each episode of ``support`` [T, K, C, H, W] (stacked on dim 0)."""
+        # The harness may call generate() under torch.inference_mode() or no_grad(); fine-tuning needs
+        # autograd, and tensors made in inference mode cannot take part in it (hence the clone).
+        with torch.inference_mode(False), torch.enable_grad():
+            real = support.detach().clone().to(self.device)
+            if self.adapt_steps == 0:
+                pg, pd = self._fast_weights()
+                t = real.shape[0]
+                return ({k: v.unsqueeze(0).expand(t, *v.shape) for k, v in pg.items()},
+                        {k: v.unsqueeze(0).expand(t, *v.shape) for k, v in pd.items()})
+            pg, pd, _ = self._run_inner_loops(real, self.adapt_steps, generators)
+            return {k: v.detach() for k, v in pg.items()}, {k: v.detach() for k, v in pd.items()}
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """[num, C, H, W] from z ~ N(0, I) with the current weights."""
@@ -291,16 +315,25 @@ class FIGR(FewShotGenerator):
             return self.generator(z).clamp(-1, 1)
 
     def generate(self, support: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
+        """The adapted copy samples directly; the meta-model adapts one copy per episode first.
+
+        On the meta-model, episode b gets its own generator seeded from ``generator``, and its result equals
+        ``self.adapt(support[b:b+1], g_b).sample(num, g_b)``; the episodes' fine-tunings run together under
+        vmap, ``adapt_chunk`` episodes at a time, which is the same computation on stacked weights.
+        """
         self.check_support(support)
         b = support.shape[0]
+        shape = (b, num, *support.shape[2:])
         if self.is_adapted:
-            return self.sample(b * num, generator).view(b, num, *support.shape[2:]).to(support.dtype)
-        # The meta-model: each episode gets its own adapted copy and its own generator, seeded from
-        # ``generator``, so episode b's images do not depend on how much randomness earlier episodes used.
+            return self.sample(b * num, generator).view(shape).to(support.dtype)
         seeds = _randint(2 ** 62, (b,), generator, torch.device("cpu")).tolist()
         where = generator.device if generator is not None else self.device
+        gens = [torch.Generator(device=where).manual_seed(int(seed)) for seed in seeds]
         out = []
-        for i in range(b):
-            g = torch.Generator(device=where).manual_seed(int(seeds[i]))
-            out.append(self.adapt(support[i:i + 1], generator=g).sample(num, generator=g))
-        return torch.stack(out).to(support.dtype)
+        for lo in range(0, b, self.adapt_chunk):
+            chunk = gens[lo:lo + self.adapt_chunk]
+            pg, _ = self._adapted_weights(support[lo:lo + len(chunk)], chunk)
+            z = torch.stack([_randn((num, self.z_dim), g, self.device) for g in chunk])
+            with torch.no_grad():
+                out.append(vmap(lambda p, zz: functional_call(self.generator, p, (zz,)))(pg, z).clamp(-1, 1))
+        return torch.cat(out).view(shape).to(support.dtype)

@@ -3,7 +3,7 @@
 For each unseen class a seeded permutation (or the file order, for protocols that say so) splits the class's
 images into a conditional pool (what a generator may condition on) and a disjoint real reference pool (what
 FID compares against). For every generated image the plan also fixes which K pool images it is conditioned
-on. The plan depends only on (dataset, unseen classes, their sizes, protocol, seed): it is identical across
+on, and for few-shot classification which shot sets of the conditional pool each class offers. The plan depends only on (dataset, unseen classes, their sizes, protocol, seed): it is identical across
 runs, methods, ranks and worker counts, and is saved as JSON beside each run.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,12 @@ class ClassPlan:
     real: np.ndarray          # [R] image indices within the class (may repeat under "replace" sampling)
     supports: np.ndarray      # [S, K] positions in `cond` (0..P-1); support set s yields images_per_support images
     images_per_support: int = 1
+    shot_sets: np.ndarray | None = None  # [T, shots] positions in `cond`: the few-shot classification shot sets
+
+    def real_unique(self) -> np.ndarray:
+        """The distinct real-pool images in first-seen order (queries and low-data splits use these)."""
+        _, first = np.unique(self.real, return_index=True)
+        return self.real[np.sort(first)]
 
 
 @dataclass
@@ -78,8 +85,12 @@ class EvalPlan:
                 # K distinct pool positions per support set: argsort of uniform keys, vectorised.
                 keys = rng.random((n_sets, pool))
                 supports = np.argsort(keys, axis=1)[:, :k]
+            # Few-shot shot sets come from their own stream, so they never move the generation supports.
+            fs = protocol.fewshot
+            keys = np.random.default_rng([seed, protocol.seed, class_id, 1]).random((fs.shot_sets, pool))
+            shot_sets = np.argsort(keys, axis=1)[:, : fs.shots]
             plans.append(ClassPlan(class_id, cond.astype(np.int64), real.astype(np.int64), supports.astype(np.int64),
-                                   protocol.num_generated // n_sets))
+                                   protocol.num_generated // n_sets, shot_sets.astype(np.int64)))
         return cls(protocol_id=protocol.id, dataset=dataset, seed=seed, classes=plans)
 
     def to_json(self) -> dict:
@@ -89,7 +100,8 @@ class EvalPlan:
             "seed": self.seed,
             "classes": [
                 {"class_id": c.class_id, "cond": c.cond.tolist(), "real": c.real.tolist(),
-                 "supports": c.supports.tolist(), "images_per_support": c.images_per_support}
+                 "supports": c.supports.tolist(), "images_per_support": c.images_per_support,
+                 **({"shot_sets": c.shot_sets.tolist()} if c.shot_sets is not None else {})}
                 for c in self.classes
             ],
         }
@@ -103,7 +115,8 @@ class EvalPlan:
             classes=[
                 ClassPlan(int(c["class_id"]), np.asarray(c["cond"], np.int64), np.asarray(c["real"], np.int64),
                           np.asarray(c["supports"], np.int64).reshape(len(c["supports"]), -1),
-                          int(c.get("images_per_support", 1)))
+                          int(c.get("images_per_support", 1)),
+                          np.asarray(c["shot_sets"], np.int64).reshape(len(c["shot_sets"]), -1) if "shot_sets" in c else None)
                 for c in data["classes"]
             ],
         )
@@ -113,7 +126,7 @@ class EvalPlan:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")   # unique per process: ranks may race
         tmp.write_text(json.dumps(self.to_json()))
         tmp.replace(path)
 

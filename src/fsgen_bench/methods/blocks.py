@@ -65,20 +65,30 @@ def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
 
 
 def conv2d(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, sn: bool = True, bias: bool = True,
-           padding_mode: str = "zeros") -> nn.Module:
-    """A 'same'-padded conv (odd kernel; stride 2 gives ceil(H / 2)), spectrally normalised when ``sn``."""
+           padding_mode: str = "zeros", init: str = "normal") -> nn.Module:
+    """A 'same'-padded conv (odd kernel; stride 2 gives ceil(H / 2)), spectrally normalised when ``sn``.
+    ``init`` as for :func:`linear` ("glorot" for per-location dense layers)."""
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=bias, padding_mode=padding_mode)
     with torch.no_grad():
-        conv.weight.normal_(0.0, 0.02)
+        if init == "glorot":
+            nn.init.xavier_uniform_(conv.weight)
+        else:
+            conv.weight.normal_(0.0, 0.02)
         if conv.bias is not None:
             conv.bias.zero_()
     return spectral_norm(conv) if sn else conv
 
 
-def linear(in_features: int, out_features: int, sn: bool = False, bias: bool = True) -> nn.Module:
+def linear(in_features: int, out_features: int, sn: bool = False, bias: bool = True,
+           init: str = "normal") -> nn.Module:
+    """A dense layer: ``init="normal"`` draws N(0, 0.02) (the releases' conv initialiser); ``"glorot"`` is
+    Glorot-uniform, the default of ``tf.layers.dense`` that the releases' dense heads used."""
     layer = nn.Linear(in_features, out_features, bias=bias)
     with torch.no_grad():
-        layer.weight.normal_(0.0, 0.02)
+        if init == "glorot":
+            nn.init.xavier_uniform_(layer.weight)
+        else:
+            layer.weight.normal_(0.0, 0.02)
         if layer.bias is not None:
             layer.bias.zero_()
     return spectral_norm(layer) if sn else layer

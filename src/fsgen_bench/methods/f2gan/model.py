@@ -58,12 +58,12 @@ class CoefficientRegressor(nn.Module):
         layers: list[nn.Module] = []
         ch = feature_channels * (self.k_shot + 1)
         for w in widths:
-            layers.append(conv2d(ch, int(w), 1, sn=False))
+            layers.append(conv2d(ch, int(w), 1, sn=False, init="glorot"))
             if activation == "lrelu":
                 layers.append(nn.LeakyReLU(LRELU_SLOPE))
             ch = int(w)
         self.body = nn.Sequential(*layers)
-        self.out = linear(ch, self.k_shot)
+        self.out = linear(ch, self.k_shot, init="glorot")
 
     def forward(self, real_maps: Tensor, fake_map: Tensor) -> Tensor:
         """``real_maps`` [N, K, C, h, w], ``fake_map`` [N, C, h, w] -> coefficient logits [N, K]."""
@@ -79,7 +79,8 @@ class FusionDiscriminator(nn.Module):
 
     ``forward(x)`` returns the trunk's feature map (the "D features" of the mode-seeking, feature-matching and
     regression losses); :meth:`heads` turns maps into (adversarial logit [N], class logits [N, classes]).
-    Heads are plain dense layers as in the release (only the trunk is spectrally normalised).
+    Heads are plain dense layers with Glorot-uniform init, as ``tf.layers.dense`` in the release (only the
+    trunk is spectrally normalised).
     """
 
     def __init__(self, channels: int, num_classes: int, k_shot: int, *, base_channels: int = 32,
@@ -90,8 +91,8 @@ class FusionDiscriminator(nn.Module):
         self.trunk = ResDiscriminatorTrunk(channels, base_channels, num_stages, max_channels, final_blocks)
         c = self.trunk.out_channels
         self.lrelu_before_gap = bool(lrelu_before_gap)
-        self.adv = linear(c, 1)
-        self.classifier = linear(c, max(1, int(num_classes)))
+        self.adv = linear(c, 1, init="glorot")
+        self.classifier = linear(c, max(1, int(num_classes)), init="glorot")
         self.regressor = (CoefficientRegressor(c, k_shot, regressor_widths, regressor_activation)
                           if regressor else None)
 
@@ -115,7 +116,7 @@ class LossSettings:
     recons: float = 1.0              # weighted L1 (loss_recons_B)
     recons_form: str = "fused"       # "fused": |x - sum_k a_k x_k| (paper figure); "per_image": sum_k |x - a_k x_k| (code)
     sim: float = 1.0                 # coefficient regression (loss_sim)
-    regressor_train: str = "fake"    # "fake": D also fits the regressor on detached fakes; "none": code behaviour
+    regressor_train: str = "fake"    # "fake": D also fits the regressor (soft-target CE) on detached fakes; "none": code
     mode_seeking: float = 1.0        # loss_matching_G
     mode_seeking_direction: str = "diversity"   # "diversity": |a1-a2| / |f1-f2| (MSGAN intent); "code": inverse
     matching_d: float = 1.0          # feature matching |sum_k a_k D_f(x_k) - D_f(x)| (loss_matching_D)
@@ -151,11 +152,18 @@ def weighted_l1(fake: Tensor, support: Tensor, coefficients: Tensor, form: str =
     return (fake.unsqueeze(1) - a * support).abs().sum(dim=1).mean()
 
 
-def coefficient_regression_loss(regressor: nn.Module, real_maps: Tensor, fake_maps: Tensor,
-                                coefficients: Tensor) -> Tensor:
-    """mean |softmax(regressor(real, fake)) - a| (reference 1.6, L_a)."""
-    predicted = torch.softmax(regressor(real_maps, fake_maps).float(), dim=1)
-    return (predicted - coefficients.float()).abs().mean()
+def coefficient_regression_loss(regressor: nn.Module, real_maps: Tensor, fake_maps: Tensor, coefficients: Tensor,
+                                form: str = "l1") -> Tensor:
+    """Coefficient regression from D features (reference 1.6, L_a).
+
+    ``l1``: mean |softmax(a-hat) - a| (the release's G term). ``soft_ce``: -sum_k a_k log softmax(a-hat)_k,
+    averaged over the batch; the D step fits the regressor with it because its gradient (softmax - a) does
+    not vanish around the uniform prediction where an L1 on the softmax stalls for hundreds of steps.
+    """
+    logits = regressor(real_maps, fake_maps).float()
+    if form == "soft_ce":
+        return -(coefficients.float() * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return (torch.softmax(logits, dim=1) - coefficients.float()).abs().mean()
 
 
 def mode_seeking_loss(maps1: Tensor, maps2: Tensor, a1: Tensor, a2: Tensor, direction: str = "diversity") -> Tensor:
@@ -265,7 +273,8 @@ class FusionGAN(FewShotGenerator):
             logs["train/d_cla"] = d_cla
         if regressor is not None and w.sim > 0 and w.regressor_train == "fake":
             real_maps = maps[: b * k].reshape(b, k, *maps.shape[1:])
-            d_sim = coefficient_regression_loss(regressor, torch.cat([real_maps, real_maps]), maps[b * k:], a)
+            d_sim = coefficient_regression_loss(regressor, torch.cat([real_maps, real_maps]), maps[b * k:], a,
+                                                form="soft_ce")
             loss_d = loss_d + w.sim * d_sim
             logs["train/d_sim"] = d_sim
         opt_d.zero_grad(set_to_none=True)
@@ -380,6 +389,13 @@ class FusionGAN(FewShotGenerator):
             out[s] = t.reshape(b, k, *hw, *hw)
         return out
 
+    def method_figures(self, support: Tensor, out_dir) -> list:
+        """``interpolation.png`` (coefficient sweep between two conditional images) and, with NAF,
+        ``attention.png`` for one class's support [K, C, H, W] (see :mod:`fsgen_bench.methods.f2gan.figures`)."""
+        from fsgen_bench.methods.f2gan.figures import write_method_figures
+
+        return write_method_figures(self, support.to(self.device), out_dir)
+
 
 # -- F2GAN -----------------------------------------------------------------------------------------------------
 class F2GAN(FusionGAN):
@@ -398,7 +414,7 @@ class F2GAN(FusionGAN):
         bn_momentum: float = 0.01,
         naf_stages: Sequence[int] = (0, 1),
         naf_query: str = "decoder",
-        naf_residual: bool = False,
+        naf_residual: bool = True,
         naf_key_channels: int | None = None,
         disc_base_channels: int = 32,
         disc_stages: int = 4,

@@ -1,0 +1,118 @@
+"""CLI behaviour, and every bad input of the foundation issue: exit status 2, one clear message, no traceback,
+nothing in results/ touched."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fsgen_bench.cli import main
+from helpers import make_npy
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "results"
+    (folder / "records").mkdir(parents=True)
+    (folder / "records" / "old.jsonl").write_text('{"kept": true}\n')
+    return folder
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_dry_run_on_any_npy(tmp_path, results, capsys):
+    path = make_npy(tmp_path / "ten.npy", classes=10, images=60, size=28)
+    code, out, err = run_cli(["run", "--method", "f2gan", "--dataset", f"npy:{path}", "--set",
+                              "data.num_seen_classes=7", "--dry-run", "--results", str(results)], capsys)
+    assert code == 0, err
+    docs = list(yaml.safe_load_all(out.replace("# dataset summary", "---")))
+    cfg, summary = docs[0], docs[1]
+    assert cfg["data"]["path"] == str(path) and cfg["data"]["num_seen_classes"] == 7
+    assert summary["seen_classes"] == 7 and summary["unseen_classes"] == 3
+
+
+def bad_npys(tmp_path):
+    good = make_npy(tmp_path / "good.npy", classes=4, images=20, size=16)
+    corrupt = tmp_path / "corrupt.npy"
+    corrupt.write_bytes(b"this is not a numpy file at all" * 10)
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes(good.read_bytes()[:-500])
+    wrong_rank = tmp_path / "rank.npy"
+    np.save(wrong_rank, np.zeros((4, 16, 16), np.uint8))
+    few = tmp_path / "few.npy"
+    make_npy(few, classes=10, images=6, size=16)   # 6 images: fewer than the 10-image pool + reals
+    return {"missing": (tmp_path / "nope.npy", "does not exist|not found|missing"),
+            "corrupt": (corrupt, "corrupt|not a valid|cannot"),
+            "truncated": (truncated, "truncated|corrupt|short"),
+            "wrong rank": (wrong_rank, "rank|dimension|shape"),
+            "too few images": (few, "images")}
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "wrong rank", "too few images"])
+def test_bad_npy_exit_2_and_results_untouched(case, tmp_path, results, capsys):
+    path, pattern = bad_npys(tmp_path)[case]
+    before = snapshot(results)
+    args = ["run", "--method", "noise", "--dataset", f"npy:{path}", "--set", "data.num_seen_classes=3",
+            "--results", str(results), "--preset", "smoke"]
+    if case != "too few images":
+        args.append("--dry-run")
+    code, out, err = run_cli(args, capsys)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and err.startswith("fsgen-bench: error:")
+    import re
+    assert re.search(pattern, err, re.I), err
+    assert snapshot(results) == before
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["run", "--method", "nosuch", "--dataset", "glyphs"], "known methods"),
+    (["run", "--method", "noise", "--dataset", "nosuch"], "known datasets"),
+    (["run", "--method", "noise", "--dataset", "glyphs", "--set", "data.batchsize=3"], "unknown config key"),
+    (["run", "--method", "noise", "--dataset", "glyphs", "--protocol", "nosuch"], "known protocols"),
+    (["eval", "--method", "f2gan", "--dataset", "glyphs", "--ckpt", "/nonexistent/x.ckpt"], "checkpoint"),
+])
+def test_bad_names_exit_2(args, pattern, results, capsys):
+    before = snapshot(results)
+    code, out, err = run_cli(args + ["--results", str(results)], capsys)
+    assert code == 2 and pattern in err, err
+    assert snapshot(results) == before
+
+
+def test_unwritable_results_folder(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = run_cli(["run", "--method", "noise", "--dataset", "glyphs", "--preset", "smoke",
+                              "--results", str(blocker / "results")], capsys)
+    assert code == 2 and "not writable" in err
+    assert blocker.read_text() == "x"
+
+
+def test_datasets_lists_every_registered_dataset(capsys):
+    code, out, err = run_cli(["datasets"], capsys)
+    assert code == 0
+    for name in ("glyphs", "omniglot", "emnist", "vggface", "flowers", "animalfaces"):
+        assert f"\n{name} " in out
+    assert "embedded" in out
+
+
+def test_console_script_exit_status(tmp_path):
+    """The installed entry point, as a user runs it: status 2 and no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "fsgen_bench.cli", "run", "--method", "noise", "--dataset",
+                           f"npy:{tmp_path / 'missing.npy'}", "--dry-run"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "missing.npy" in proc.stderr
