@@ -9,7 +9,8 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: the tests' tensors are small, and on a busy 2-core machine extra threads cost 10-25x in contention.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from fsgen_bench.config import config_hash, dump
 from fsgen_bench.data.datamodule import EpisodicDataModule
 from fsgen_bench.data.source import DatasetInfo
 from fsgen_bench.errors import UserError
-from fsgen_bench.eval.protocols import Protocol, get_protocol
+from fsgen_bench.eval.protocols import Protocol
 from fsgen_bench.eval.records import MetricRecord, append_records, records_path
 from fsgen_bench.methods import METHODS, FewShotGenerator
 from fsgen_bench.suite import cell_run_id, dataset_slug  # one owner of run naming
@@ -59,16 +59,9 @@ def build_datamodule(cfg: dict) -> EpisodicDataModule:
 
 
 def build_protocol(cfg: dict) -> Protocol:
-    proto = get_protocol(str(cfg["eval"]["protocol"]))
-    changes: dict = {}
-    if cfg["eval"].get("num_generated"):
-        changes["num_generated"] = int(cfg["eval"]["num_generated"])
-        changes["supports_per_class"] = min(proto.supports_per_class, changes["num_generated"])
-        while changes["num_generated"] % changes["supports_per_class"]:
-            changes["supports_per_class"] -= 1
-    if cfg["eval"].get("fewshot_episodes"):
-        changes["fewshot"] = {"episodes": int(cfg["eval"]["fewshot_episodes"])}
-    return proto.with_overrides(**changes)
+    from fsgen_bench.eval.harness import resolve_protocol
+
+    return resolve_protocol(str(cfg["eval"]["protocol"]), cfg["eval"])
 
 
 def method_kwargs(cfg: dict) -> dict:

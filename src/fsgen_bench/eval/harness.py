@@ -108,23 +108,16 @@ def _to_u8(images: torch.Tensor) -> torch.Tensor:
 
 
 def _generate(model, supports: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
-    """uint8 [B, num, C, H, W] from float supports [B, K, C, H, W]; adapts per support set when the method does."""
-    from fsgen_bench.methods.base import FewShotGenerator
+    """uint8 [B, num, C, H, W] from float supports [B, K, C, H, W].
 
+    The contract makes ``generate`` serve every support set of the batch on its own: an optimisation-based method
+    (FIGR) adapts a copy per episode inside ``generate`` (vectorised over the batch), so the harness never loops
+    over support sets and the meta-weights are never changed.
+    """
     max_k = getattr(model, "max_k", None)
     if max_k is not None and supports.shape[1] > max_k:
         supports = supports[:, :max_k]
-    adapts = isinstance(model, FewShotGenerator) and type(model).adapt is not FewShotGenerator.adapt
-    if adapts:
-        outs = []
-        for s in range(supports.shape[0]):
-            with torch.enable_grad():   # test-time fine-tuning needs gradients; the meta-weights stay unchanged
-                adapted = model.adapt(supports[s:s + 1])
-            adapted.eval()
-            outs.append(adapted.generate(supports[s:s + 1], num, generator=generator))
-        out = torch.cat(outs)
-    else:
-        out = model.generate(supports, num, generator=generator)
+    out = model.generate(supports, num, generator=generator)
     b, _, c, h, w = supports.shape
     if tuple(out.shape) != (b, num, c, h, w):
         raise ValueError(f"{type(model).__name__}.generate returned shape {tuple(out.shape)}; the contract is "
@@ -186,15 +179,18 @@ def evaluate(model, datamodule, *, protocol: Protocol | str, eval_cfg: dict, cac
             extractors["inception"] = inception
         except WeightsNotFound as exc:
             notes.append(f"fid/inception and kid/inception skipped: {exc}")
+        if not ctx.all_true("inception" in extractors) and extractors.pop("inception", None) is not None:
+            # Node-local hub caches can differ; every rank must run the same collectives, so all skip.
+            notes.append("fid/inception and kid/inception skipped: the Inception weights are missing on some ranks")
     lpips_model = None
     try:
         lw = find_lpips_backbone_weights(protocol.lpips_net, eval_cfg.get("lpips_backbone_weights"))
         lpips_model = LpipsDistance(protocol.lpips_net, lw, device=device, size=protocol.lpips_size)
     except WeightsNotFound as exc:
         notes.append(f"lpips/{protocol.lpips_net} skipped (diversity/domain is reported instead): {exc}")
-    for note in notes:
-        say(f"note: {note}")
-
+    if not ctx.all_true(lpips_model is not None) and lpips_model is not None:
+        lpips_model = None
+        notes.append(f"lpips/{protocol.lpips_net} skipped: its backbone weights are missing on some ranks")
     data_fp = data_fingerprint(images.classes, class_ids)
     plan_fp = plan.fingerprint()
     real, cond = _real_features(datamodule, plans, class_ids, extractors, domain, ctx=ctx, cache_dir=cache_dir,
@@ -215,6 +211,8 @@ def evaluate(model, datamodule, *, protocol: Protocol | str, eval_cfg: dict, cac
             else:
                 notes.append(f"lowdata {n}real skipped: needs {max(n, protocol.k_shot)} training images and at least "
                              f"one test image in every class's real pool (smallest real pool: {smallest})")
+    for note in notes:
+        say(f"note: {note}")
 
     was_training = model.training
     model.eval()
@@ -274,7 +272,7 @@ def evaluate(model, datamodule, *, protocol: Protocol | str, eval_cfg: dict, cac
                                protocol_seed=protocol.seed, c=fs.classifier_c, max_iter=fs.classifier_max_iter, ctx=ctx)
         setting = f"{w}way{fs.shots}shot"
         extra = {"episodes": fs.episodes, "ways": w, "shots": fs.shots, "queries_per_class": res.queries_per_class,
-                 "generated_per_class": res.generated_per_class, "shot_sets": fs.shot_sets,
+                 "added_generated_per_class": res.generated_per_class, "shot_sets": fs.shot_sets,
                  "classifier": f"LogisticRegression(C={fs.classifier_c}, max_iter={fs.classifier_max_iter}, solver=lbfgs)"}
         for metric, values in (("fewshot_acc_real", res.acc_real), ("fewshot_acc_gen", res.acc_gen),
                                ("fewshot_gain", res.gain)):
@@ -286,7 +284,7 @@ def evaluate(model, datamodule, *, protocol: Protocol | str, eval_cfg: dict, cac
         res = lowdata_accuracy(train, {c: low_gen[n][c] for c in class_ids}, test, n_real=n,
                                c=fs.classifier_c, max_iter=fs.classifier_max_iter)
         extra = {"train_images": res.train_images, "test_images": res.test_images,
-                 "generated_per_class": res.generated_per_class, "k_shot": protocol.k_shot,
+                 "added_generated_per_class": res.generated_per_class, "k_shot": protocol.k_shot,
                  "classes": len(class_ids)}
         for metric, values in (("lowdata_acc_real", res.correct_real), ("lowdata_acc_gen", res.correct_gen),
                                ("lowdata_gain", res.correct_gen - res.correct_real)):
@@ -299,7 +297,8 @@ def evaluate(model, datamodule, *, protocol: Protocol | str, eval_cfg: dict, cac
     wall_s = time.perf_counter() - started
     common = {"classes": len(class_ids), "generated_per_class": protocol.num_generated, "k_shot": protocol.k_shot,
               "real_pool_images": n_real, "domain_val_acc": domain.meta.get("val_acc"),
-              "domain_backbone": domain.key, "world_size": ctx.world}
+              "domain_backbone": domain.key, "domain_backbone_cached": bool(domain.meta.get("cached")),
+              "world_size": ctx.world}
     if notes:
         common["skipped"] = [n.split(":")[0] for n in notes]
     meta_extra = {k: v for k, v in run_meta.items()
@@ -307,6 +306,12 @@ def evaluate(model, datamodule, *, protocol: Protocol | str, eval_cfg: dict, cac
     code, hw = rec.code_version(), rec.hardware()
     out = []
     for metric, backbone, setting, value, ci, extra in results:
+        if not math.isfinite(value):
+            # e.g. a diversity with one image per class: no pairs. A record must hold a number (strict JSON).
+            say(f"note: {metric}/{backbone}{'/' + setting if setting else ''} is undefined here; no record written")
+            continue
+        if ci is not None and not math.isfinite(ci):
+            ci = None
         out.append(rec.MetricRecord(
             run_id=str(run_meta.get("run_id", "")), method=str(run_meta.get("method", "")),
             dataset=str(run_meta.get("dataset", images.info.name)), protocol=protocol.id, metric=metric,
@@ -462,13 +467,14 @@ def _generate_and_extract(model, datamodule, plans, my_classes, extractors, doma
 # -- output ------------------------------------------------------------------------------------------------
 
 def save_sample_grid(rows: list[tuple[torch.Tensor, torch.Tensor]], path: Path) -> Path:
-    """One row per class: its K conditional images, then generated ones (uint8 tensors), as a PNG."""
+    """One row per class: its K conditional images, a gray separator tile, then generated ones, as a PNG."""
     from torchvision.utils import save_image
 
-    width = max(c.shape[0] + g.shape[0] for c, g in rows)
+    width = max(c.shape[0] + 1 + g.shape[0] for c, g in rows)
     tiles = []
     for c, g in rows:
-        row = torch.cat([c, g])
+        gap = torch.full((1, *c.shape[1:]), 128, dtype=torch.uint8)
+        row = torch.cat([c, gap, g])
         if row.shape[0] < width:
             row = torch.cat([row, torch.zeros((width - row.shape[0], *row.shape[1:]), dtype=row.dtype)])
         tiles.append(row)

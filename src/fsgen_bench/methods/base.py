@@ -7,7 +7,8 @@ A method is a LightningModule. The suite calls only what is defined here:
   generator gives the same images.
 * ``adapt(support)``: test-time adaptation for optimisation-based methods (FIGR); returns a module whose
   ``generate`` serves that support set. The default returns ``self``. An adapted module must be a copy: the
-  meta-weights are never changed.
+  meta-weights are never changed. ``generate`` called on the meta-model adapts per episode by itself (FIGR does
+  it vectorised over the batch), so callers such as the harness only ever call ``generate``.
 * Training is the method's own business (``training_step``); GANs use manual optimisation.
 
 Training batches are dicts ``{"support": [B, K, C, H, W] float in [-1, 1], "label": [B] seen-class index,
