@@ -113,7 +113,7 @@ def bench_training(case: dict, args, device_name: str) -> dict:
     from fsgen_bench.data.source import DatasetInfo
     from fsgen_bench.run import build_method
 
-    cfg = resolve(method=case["method"], dataset=case["dataset"], preset="paper", overrides=case.get("set", []))
+    cfg = resolve(method=case["method"], dataset=case["dataset"], preset=args.preset, overrides=case.get("set", []))
     size, channels = int(cfg["data"]["image_size"]), int(cfg["data"]["channels"] or 3)
     batch, k = int(cfg["data"]["batch_size"]), int(cfg["data"]["k_shot"])
     num_seen = int(cfg["data"]["num_seen_classes"] or 100)
@@ -225,6 +225,7 @@ def cases(methods: list[str]) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default="f2gan,matchinggan,dagan,figr,gmn")
+    p.add_argument("--preset", default="paper", help="paper (the benchmark); smoke only to test the script itself")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
