@@ -266,3 +266,16 @@ def test_presets_build():
 def test_naf_stages_follow_config():
     gen = tiny_f2gan(naf_stages=[0, 1, 2]).net_g
     assert isinstance(gen, FusionGenerator) and sorted(gen.fusions.keys()) == ["0", "1", "2"]
+
+
+def test_bn_recalibration_uses_plain_batch_statistics():
+    model = tiny_f2gan()
+    support = torch.rand(3, 3, 1, 32, 32) * 2 - 1
+    first_bn = model.net_g.encoder.first[2]
+    momentum = first_bn.momentum
+    model.recalibrate_batch_norm([support])
+    with torch.no_grad():
+        pre = model.net_g.encoder.first[1](model.net_g.encoder.first[0](support.reshape(9, 1, 32, 32)))
+    # the generator ran on [support; support] (2B episodes), whose mean equals the mean over the 9 images
+    assert torch.allclose(first_bn.running_mean, pre.mean((0, 2, 3)), atol=1e-5)
+    assert first_bn.momentum == momentum and first_bn.num_batches_tracked == 1

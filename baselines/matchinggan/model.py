@@ -54,6 +54,7 @@ class MatchingGAN(FusionGAN):
         coefficient_low: float = 1.0,
         coefficient_high: float = 10.0,
         max_generate_batch: int = 512,
+        bn_recalibration_batches: int = 16,
     ) -> None:
         losses = LossSettings(adv=loss_adv, cla=loss_cla, recons=loss_recons, recons_form=recons_form, sim=0.0,
                               regressor_train="none", mode_seeking=0.0, matching_d=loss_matching_d)
@@ -65,5 +66,5 @@ class MatchingGAN(FusionGAN):
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot,
                          generator=net_g, discriminator=net_d, losses=losses, lr=lr, betas=betas,
                          coefficient_low=coefficient_low, coefficient_high=coefficient_high, corruption=False,
-                         max_generate_batch=max_generate_batch)
+                         max_generate_batch=max_generate_batch, bn_recalibration_batches=bn_recalibration_batches)
         self.save_hyperparameters()

@@ -174,6 +174,12 @@ def run_experiment(cfg: dict, *, resume: bool = True, fresh: bool = False, log=p
     plan = datamodule.eval_plan(protocol)
     L.seed_everything(int(cfg["run"]["seed"]), workers=True, verbose=False)
     model = build_method(cfg, info)
+    if _is_global_zero():
+        summary = datamodule.summary()
+        log(f"run {run_id}: {method_name} on {summary['dataset']} ({summary['seen_classes']} seen / "
+            f"{summary['unseen_classes']} unseen classes, {summary['images_seen'] + summary['images_unseen']} images "
+            f"of {'x'.join(map(str, summary['image_shape']))}), preset {cfg['run']['preset']}, protocol {protocol.id}, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters -> {run_dir}")
 
     if fresh and run_dir.exists() and _is_global_zero():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

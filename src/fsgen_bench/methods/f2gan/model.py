@@ -207,7 +207,8 @@ class FusionGAN(FewShotGenerator):
     def __init__(self, *, image_size: int, channels: int, num_seen_classes: int, k_shot: int,
                  generator: FusionGenerator, discriminator: FusionDiscriminator, losses: LossSettings,
                  lr: float = 1e-4, betas: Sequence[float] = (0.0, 0.9), coefficient_low: float = 1.0,
-                 coefficient_high: float = 10.0, corruption: bool = False, max_generate_batch: int = 512) -> None:
+                 coefficient_high: float = 10.0, corruption: bool = False, max_generate_batch: int = 512,
+                 bn_recalibration_batches: int = 16) -> None:
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot)
         self.automatic_optimization = False
         self.net_g = generator
@@ -218,6 +219,9 @@ class FusionGAN(FewShotGenerator):
         self.coefficient_range = (float(coefficient_low), float(coefficient_high))
         self.corruption = bool(corruption)
         self.max_generate_batch = max(1, int(max_generate_batch))
+        self.bn_recalibration_batches = max(0, int(bn_recalibration_batches))
+        # the last few training supports (device tensors, not saved) for the end-of-epoch BN recalibration
+        self._recent_supports: list[Tensor] = []
 
     # -- optimisation -------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -323,6 +327,48 @@ class FusionGAN(FewShotGenerator):
         logs["train/loss_g"] = loss_g
         self.log_dict({name: value.detach() for name, value in logs.items()}, on_step=True, on_epoch=False,
                       batch_size=b)
+
+        if self.bn_recalibration_batches:
+            self._recent_supports = (self._recent_supports + [support.detach()])[-self.bn_recalibration_batches:]
+            # In the last batch of the epoch (not in on_train_epoch_end, which Lightning runs after the checkpoint
+            # callback) so that checkpoints, figures and the evaluation all see the recalibrated statistics.
+            if batch_idx + 1 == self.trainer.num_training_batches:
+                self.recalibrate_batch_norm(self._recent_supports)
+
+    @torch.no_grad()
+    def recalibrate_batch_norm(self, supports: Sequence[Tensor]) -> None:
+        """Re-estimate the generator's BN running statistics with the current weights ("precise BN").
+
+        The EMA statistics mix estimates from small batches (the 2x2 to 8x8 maps of the deepest layers give few
+        values per channel) taken while the weights moved; eval-mode generation was then visibly worse than
+        train-mode generation on some classes (saturated blobs). Here every BN layer gets the plain average over
+        ``supports`` (training batches [B, K, C, H, W]), each run as in training (2B episodes, fresh coefficients),
+        averaged over DDP ranks so that every rank evaluates the same network.
+        """
+        if not supports:
+            return
+        norms = [m for m in self.net_g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        was_training = self.net_g.training
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None                    # cumulative average over the calls below
+        self.net_g.train()
+        try:
+            for support in supports:
+                b, k = support.shape[:2]
+                self._run_generator(torch.cat([support, support]), self._coefficients(2 * b, k, support.device))
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            self.net_g.train(was_training)
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            for m in norms:
+                m.running_mean.copy_(trainer.strategy.reduce(m.running_mean, reduce_op="mean"))
+                m.running_var.copy_(trainer.strategy.reduce(m.running_var, reduce_op="mean"))
 
     # -- generation ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -437,6 +483,7 @@ class F2GAN(FusionGAN):
         coefficient_low: float = 1.0,
         coefficient_high: float = 10.0,
         max_generate_batch: int = 512,
+        bn_recalibration_batches: int = 16,
     ) -> None:
         losses = LossSettings(adv=loss_adv, cla=loss_cla, recons=loss_recons, recons_form=recons_form, sim=loss_sim,
                               regressor_train=regressor_train, mode_seeking=loss_mode_seeking,
@@ -454,7 +501,7 @@ class F2GAN(FusionGAN):
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot,
                          generator=net_g, discriminator=net_d, losses=losses, lr=lr, betas=betas,
                          coefficient_low=coefficient_low, coefficient_high=coefficient_high, corruption=corruption,
-                         max_generate_batch=max_generate_batch)
+                         max_generate_batch=max_generate_batch, bn_recalibration_batches=bn_recalibration_batches)
         self.save_hyperparameters()
 
 
