@@ -20,13 +20,16 @@ def load_bench():
 
 
 @pytest.mark.slow
-def test_benchmark_script_on_cpu(tmp_path):
+def test_benchmark_script_on_cpu(tmp_path, monkeypatch):
     bench = load_bench()
+    every = bench.cases
+    # The 32-episode 128 px case only repeats the 8-episode one at 4x the CPU cost.
+    monkeypatch.setattr(bench, "cases", lambda methods: [c for c in every(methods) if c["name"] != "f2gan-128px-b32"])
     assert bench.main(["--methods", "f2gan", "--preset", "smoke", "--device", "cpu", "--steps", "2", "--warmup", "1",
                        "--no-eval", "--out", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "gpu_bench.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
-    assert {r["case"] for r in train} == {"f2gan-paper", "f2gan-128px-b8", "f2gan-128px-b32"}
+    assert {r["case"] for r in train} == {"f2gan-paper", "f2gan-128px-b8"}
     for r in train:
         assert "error" not in r, r
         assert r["flops_per_iter"] > 0 and r["ms_per_iter"] > 0 and r["device"].startswith("cpu")
