@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fsgen_bench.baselines.matchinggan.model import MatchingGAN
-from fsgen_bench.methods.blocks import WeightedSumFusion, sample_coefficients
+from fsgen_bench.methods.blocks import WeightedSumFusion
 from fsgen_bench.methods.f2gan.figures import interpolation_strip
 
 TINY = dict(layer_sizes=(4, 4, 8, 8), inner_layers=1, disc_base_channels=4, disc_stages=3, disc_max_channels=16,
