@@ -18,15 +18,6 @@ from fsgen_bench.methods.blocks import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP barrier stalls on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("size", [28, 32, 64, 96])
 def test_encoder_block_resolutions_use_ceil_division(size):
     enc = UResNetEncoder(3, layer_sizes=(4, 4, 8, 8), inner_layers=2)

@@ -22,15 +22,6 @@ TINY = dict(layer_sizes=(4, 4, 8, 8), inner_layers=1, disc_base_channels=4, disc
             disc_final_blocks=1, regressor_widths=(8,), bn_momentum=0.1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP barrier stalls on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_f2gan(size=32, k=3, **over) -> F2GAN:
     torch.manual_seed(0)
     return F2GAN(image_size=size, channels=1, num_seen_classes=5, k_shot=k, **{**TINY, **over})

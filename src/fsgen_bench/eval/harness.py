@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from fsgen_bench.data.datamodule import to_uint8, to_unit_range
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval import records as rec
 from fsgen_bench.eval.backbone import DomainBackbone, data_fingerprint, obtain_domain_backbone, show_progress
@@ -99,14 +100,6 @@ def _class_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _to_unit(images_u8: torch.Tensor) -> torch.Tensor:
-    return images_u8.float().div_(127.5).sub_(1.0)
-
-
-def _to_u8(images: torch.Tensor) -> torch.Tensor:
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round_().to(torch.uint8)
-
-
 def _generate(model, supports: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
     """uint8 [B, num, C, H, W] from float supports [B, K, C, H, W].
 
@@ -122,7 +115,7 @@ def _generate(model, supports: torch.Tensor, num: int, generator: torch.Generato
     if tuple(out.shape) != (b, num, c, h, w):
         raise ValueError(f"{type(model).__name__}.generate returned shape {tuple(out.shape)}; the contract is "
                          f"[B, num, C, H, W] = {(b, num, c, h, w)}")
-    return _to_u8(out)
+    return to_uint8(out)
 
 
 @dataclass
@@ -432,13 +425,13 @@ def _generate_and_extract(model, datamodule, plans, my_classes, extractors, doma
         for c in my_classes:
             cp = plans[c]
             imgs = datamodule.class_images(c)
-            cond = _to_unit(imgs[torch.from_numpy(cp.cond)].to(device))
+            cond = to_unit_range(imgs[torch.from_numpy(cp.cond)].to(device))
             sets: dict[str, torch.Tensor] = {}
             gen = torch.Generator(device=device).manual_seed(_class_seed(plan_seed, protocol.seed, c, _EVAL))
             fake = _generate(model, cond[torch.from_numpy(cp.supports).to(device)], cp.images_per_support, gen)
             sets["eval"] = fake.flatten(0, 1)
             if keep_grid and len(local.grid) < GRID_CLASSES:
-                local.grid.append((_to_u8(cond[torch.from_numpy(cp.supports[0]).to(device)]).cpu(),
+                local.grid.append((to_uint8(cond[torch.from_numpy(cp.supports[0]).to(device)]).cpu(),
                                    sets["eval"][:GRID_GENERATED].cpu()))
             if fewshot:
                 gen = torch.Generator(device=device).manual_seed(_class_seed(plan_seed, protocol.seed, c, _FEWSHOT))
@@ -447,7 +440,7 @@ def _generate_and_extract(model, datamodule, plans, my_classes, extractors, doma
             if lowdata_ns:
                 gen = torch.Generator(device=device).manual_seed(_class_seed(plan_seed, protocol.seed, c, _LOWDATA))
                 uniq = cp.real_unique()
-                supports = torch.stack([_to_unit(imgs[torch.from_numpy(uniq[: protocol.k_shot])].to(device))
+                supports = torch.stack([to_unit_range(imgs[torch.from_numpy(uniq[: protocol.k_shot])].to(device))
                                         for _ in lowdata_ns])
                 # Every low-data setting conditions on the first K of its n training images: the same K images
                 # for all n (they are the first n of one ordering), generated once per setting for its own M.
