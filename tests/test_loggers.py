@@ -1,17 +1,9 @@
-"""Loggers: csv / wandb / none, the helpers, and a real offline wandb run read back from disk.
-
-wandb 0.31 offline writes no wandb-summary.json or config.yaml: metrics, summary and config exist only in the
-run's ``.wandb`` transaction log (the LevelDB log format: 32 KiB blocks of records with a 7-byte header
-crc32/length/type, full or first/middle/last fragments, after a 7-byte ``:W&B`` file header), and wandb no
-longer ships a Python reader for it. ``read_wandb_log`` below decodes the fragments and parses each record with
-wandb's own protobuf ``Record``. Media files and table JSON are plain files under ``files/media/``.
-"""
+"""Loggers: csv / wandb / none, the helpers, and a real offline wandb run read back from disk
+(through ``helpers.read_wandb_run``; see there for why the run's ``.wandb`` log is decoded by hand)."""
 
 from __future__ import annotations
 
 import json
-import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +12,7 @@ import torch
 
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.records import MetricRecord
+from helpers import read_wandb_run, wait_for_exit_record
 from fsgen_bench.loggers import (build_logger, finish_logger, log_images, log_leaderboard, log_metrics_table,
                                  to_uint8_image, wandb_has_credentials, wandb_mode)
 
@@ -35,44 +28,6 @@ def records():
                 preset="smoke")
     return [MetricRecord(metric="fid", backbone="domain", value=42.5, **base),
             MetricRecord(metric="lpips", backbone="alex", value=0.25, ci95=0.01, **base)]
-
-
-def read_wandb_log(path: Path):
-    """Yield wandb_internal_pb2.Record objects from a .wandb file."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", "not a wandb transaction log"
-    block, pos, pending = 32768, 7, b""
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:                       # a block tail too short for a header is zero padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if length == 0 and kind == 0:
-            pos += left
-            continue
-        if pos + 7 + length > len(data):   # a record still being written
-            return
-        chunk = data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        pending = chunk if kind in (1, 2) else pending + chunk   # 1 full, 2 first, 3 middle, 4 last
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            yield record
-
-
-def wait_for_exit_record(path: Path, timeout: float = 20.0) -> list:
-    """The records of a finished run. wandb.finish() returns before wandb-core has flushed the log (seen here:
-    a 7-byte file right after finish, the whole run a moment later), so wait for the final ``exit`` record."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = list(read_wandb_log(path)) if path.stat().st_size > 7 else []
-        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.2)
 
 
 def test_csv_logger_images_and_metrics_table(tmp_path):
@@ -157,21 +112,12 @@ def test_wandb_offline_run_holds_metrics_images_and_table(tmp_path, monkeypatch,
         finish_logger(logger)
 
     (offline,) = run_dir.glob("wandb/offline-run-*")
-    (log_file,) = offline.glob("*.wandb")
-    history, summary, run_info = [], {}, None
-    for record in wait_for_exit_record(log_file):
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            history.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item})
-        elif kind == "summary":
-            summary.update({"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in record.summary.update})
-        elif kind == "run":
-            run_info = record.run
+    run = read_wandb_run(offline)
+    history, summary, run_info = run["history"], run["summary"], run["run"]
     assert [h["train/loss_g"] for h in history if "train/loss_g" in h] == [1.5, 1.25]
     assert summary["eval/fid/domain"] == 42.5 and summary["eval/lpips/alex"] == 0.25
     assert run_info.run_group == "glyphs/clean@v1" and run_info.display_name == "f2gan-smoke-s1"
-    config = {u.key: json.loads(u.value_json) for u in run_info.config.update}
-    assert config["run"]["method"] == "f2gan" and config["logger"]["kind"] == "wandb"
+    assert run["config"]["run"]["method"] == "f2gan" and run["config"]["logger"]["kind"] == "wandb"
 
     images = list(offline.glob("files/media/images/samples_*.png"))
     assert len(images) == 1 and images[0].read_bytes()[:4] == b"\x89PNG"

@@ -84,5 +84,28 @@ class FigureCallback(L.Callback):
             fake = pl_module.generate(support, self.num, generator=generator)
         pl_module.train(was_training)
         grid = support_grid(support.cpu(), fake.float().cpu())
+        epoch = trainer.current_epoch + 1
         log_images(trainer.logger, "samples", [grid], step=trainer.global_step,
-                   captions=[f"epoch {trainer.current_epoch + 1}: conditional | generated"])
+                   captions=[f"epoch {epoch}: conditional | generated"])
+        self.log_method_figures(trainer, pl_module, support[0], epoch)
+
+    def log_method_figures(self, trainer, pl_module, support: torch.Tensor, epoch: int) -> None:
+        """The method's own figures (F2GAN: interpolation strip, NAF attention), rendered into a temporary
+        folder and handed to the logger, which copies them (wandb media, or PNGs beside the csv logs)."""
+        if trainer.logger is None:
+            return
+        import tempfile
+
+        from fsgen_bench.loggers import log_images
+
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with tempfile.TemporaryDirectory(prefix="fsgen-figures-") as tmp, torch.no_grad(), \
+                    torch.autocast(device_type=pl_module.device.type, enabled=False):
+                for path in map(Path, pl_module.method_figures(support, tmp)):
+                    # one key per figure: a panel each in wandb (figures differ in size, so they cannot share one)
+                    log_images(trainer.logger, f"figures/{path.stem}", [path], step=trainer.global_step,
+                               captions=[f"epoch {epoch}"])
+        finally:
+            pl_module.train(was_training)
