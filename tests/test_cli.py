@@ -116,3 +116,25 @@ def test_console_script_exit_status(tmp_path):
                            f"npy:{tmp_path / 'missing.npy'}", "--dry-run"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "missing.npy" in proc.stderr
+
+
+def test_cli_silences_only_the_known_lightning_noise(recwarn):
+    import logging
+    import warnings
+
+    from fsgen_bench.cli import _DropLitLoggerTip, _quiet_known_noise
+
+    _quiet_known_noise()
+    _quiet_known_noise()                       # idempotent: one filter, however many commands run in a process
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert sum(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters) == 1
+
+    def passes(message: str) -> bool:
+        record = logging.LogRecord(rank_zero.name, logging.INFO, __file__, 1, message, None, None)
+        return bool(rank_zero.filter(record))
+
+    assert not passes("💡 Tip: ... try installing [litlogger](https://pypi.org/project/litlogger/) ...")
+    assert passes("GPU available: False, used: False")
+    warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning)
+    warnings.warn("a real problem", UserWarning)
+    assert [str(w.message) for w in recwarn] == ["a real problem"]

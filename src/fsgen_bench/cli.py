@@ -297,8 +297,29 @@ COMMANDS = {
 }
 
 
+class _DropLitLoggerTip:
+    """A logging filter for the advertisement Lightning 2.6 prints at every Trainer construction."""
+
+    def filter(self, record) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _quiet_known_noise() -> None:
+    """Silence two messages that every run printed and that no user can act on: Lightning's own use of a torch
+    pytree API that torch deprecated (lightning/pytorch/utilities/_pytree.py), and the litlogger tip. Real
+    warnings stay visible. Only the command line does this; the library leaves the caller's settings alone."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropLitLoggerTip())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_known_noise()
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
