@@ -42,3 +42,5 @@ def test_set_parses_yaml_values_and_hash_changes():
     assert config_hash(cfg) != config_hash(c2)
     c3 = apply_set(cfg, "run.results_dir=/elsewhere")
     assert config_hash(cfg) == config_hash(c3)   # where results go does not change what is computed
+    c4 = apply_set(cfg, "logger.kind=wandb")
+    assert config_hash(cfg) == config_hash(c4)   # nor does the logger that watches the run

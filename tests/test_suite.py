@@ -121,6 +121,20 @@ def test_runs_every_cell_then_resumes_without_rerunning(tmp_path, config_root):
     assert len(read_records(results / "records")) == 4
 
 
+def test_logger_choice_reaches_every_cell_without_changing_run_ids(tmp_path, config_root, monkeypatch):
+    suite = write_suite(tmp_path)
+    results = tmp_path / "results"
+    monkeypatch.setenv("WANDB_MODE", "disabled")    # the leaderboard Table at the end is a no-op when disabled
+    runner = FakeRunner()
+    run_suite(suite, results_dir=results, run_fn=runner, config_root=config_root, logger="wandb")
+    assert [cfg["logger"]["kind"] for cfg in runner.calls] == ["wandb"] * 4
+    assert [cfg["run"]["name"] for cfg in runner.calls][0] == "f2gan-glyphs-smoke-s0"
+    with pytest.raises(UserError, match="csv, wandb, none"):
+        run_suite(suite, results_dir=tmp_path / "other", run_fn=FakeRunner(), config_root=config_root,
+                  logger="tensorboard")
+    assert not (tmp_path / "other").exists()
+
+
 def test_a_failing_cell_is_reported_and_the_suite_goes_on(tmp_path, config_root, capsys):
     suite = write_suite(tmp_path)
     results = tmp_path / "results"

@@ -76,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a suite (methods x datasets x seeds x presets), resumable")
     p.add_argument("suite", help="suite YAML, e.g. configs/suites/glyphs-quick.yaml")
     p.add_argument("--results", default=None, metavar="DIR")
-    p.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N of the cells")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only shard I of N of the cells, 0-based (0/2 here, 1/2 on another machine)")
     p.add_argument("--fail-fast", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is finished")
+    p.add_argument("--logger", default=None, choices=["csv", "wandb", "none"],
+                   help="where each cell's training logs go (wandb: also the leaderboard as a Table at the end)")
     return parser
 
 
@@ -272,18 +275,11 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from fsgen_bench.suite import run_suite
+    from fsgen_bench.suite import parse_shard, run_suite
 
-    shard = None
-    if args.shard:
-        try:
-            i, n = (int(x) for x in args.shard.split("/"))
-            assert 0 <= i < n
-        except (ValueError, AssertionError):
-            raise UserError(f"--shard expects I/N with 0 <= I < N, got {args.shard!r}") from None
-        shard = (i, n)
-    result = run_suite(Path(args.suite), results_dir=Path(args.results) if args.results else None, shard=shard,
-                       dry_run=args.dry_run, fail_fast=args.fail_fast)
+    result = run_suite(Path(args.suite), results_dir=Path(args.results) if args.results else None,
+                       shard=parse_shard(args.shard) if args.shard else None, dry_run=args.dry_run,
+                       fail_fast=args.fail_fast, logger=args.logger)
     return result.exit_code
 
 

@@ -154,8 +154,10 @@ def resolve(
 
 
 def config_hash(cfg: dict) -> str:
-    """A short fingerprint of the resolved config, excluding where results are written and the run folder name."""
+    """A short fingerprint of the resolved config: what determines the numbers. Where results are written, the
+    run folder's name and the logger (csv or wandb watch the same experiment) are left out."""
     stripped = copy.deepcopy(cfg)
+    stripped.pop("logger", None)
     stripped.get("run", {}).pop("results_dir", None)
     stripped.get("run", {}).pop("name", None)
     blob = json.dumps(stripped, sort_keys=True, default=str).encode()

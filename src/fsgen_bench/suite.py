@@ -320,13 +320,15 @@ def run_suite(
     dry_run: bool = False,
     fail_fast: bool = False,
     config_root: Path | None = None,
+    logger: str | None = None,
 ) -> SuiteResult:
     """Run (or resume) every cell of a suite, or shard i of n of them; then rebuild the leaderboards.
 
     ``run_fn(cfg, resume=True)`` returns an object with ``run_dir``, ``records`` and ``status``; it defaults
     to ``fsgen_bench.run.run_experiment``. A failing cell is reported and the suite goes on (``fail_fast``
     stops instead); ``SuiteResult.exit_code`` is non-zero when any cell failed. ``dry_run`` resolves every
-    config and prints the plan without running anything.
+    config and prints the plan without running anything. ``logger`` (csv | wandb | none) replaces every cell's
+    ``logger.kind``; like the results folder it is not part of the run ids, so switching it resumes the same cells.
     """
     from fsgen_bench import leaderboard, loggers
     from fsgen_bench.progress import progress
@@ -339,8 +341,12 @@ def run_suite(
     everything = plan_cells(suite, results_dir=results_dir, config_root=config_root)
     # without an explicit folder, the configs' own run.results_dir (default: results/) decides
     results_dir = Path(results_dir if results_dir is not None else everything[0][1]["run"]["results_dir"])
+    if logger is not None:
+        loggers.logger_kind({"logger": {"kind": logger}})   # an unknown kind fails here, before any cell runs
     for _, cfg in everything:
         cfg["run"]["results_dir"] = str(results_dir)
+        if logger is not None:
+            cfg["logger"]["kind"] = logger
     planned = select_shard(everything, shard)
     result = SuiteResult(suite=suite, results_dir=results_dir, shard=shard, dry_run=dry_run)
     done = [(c, cfg) for c, cfg in planned if is_done(results_dir, c.run_id)]
