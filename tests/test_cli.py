@@ -138,3 +138,16 @@ def test_cli_silences_only_the_known_lightning_noise(recwarn):
     warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning)
     warnings.warn("a real problem", UserWarning)
     assert [str(w.message) for w in recwarn] == ["a real problem"]
+
+
+def test_logger_settings_do_not_rename_the_run(results, capsys):
+    def run_name(*extra):
+        code, out, err = run_cli(["run", "--method", "noise", "--dataset", "glyphs", "--preset", "smoke",
+                                  "--dry-run", "--results", str(results), *extra], capsys)
+        assert code == 0, err
+        return yaml.safe_load(out.split("# dataset summary")[0])["run"]["name"]
+
+    plain = run_name()
+    assert plain == "noise-glyphs-smoke-s0"
+    assert run_name("--logger", "wandb", "--set", "logger.project=p", "--set", "logger.entity=e") == plain
+    assert run_name("--set", "eval.num_generated=16") != plain      # what is computed does rename it
