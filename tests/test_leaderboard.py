@@ -90,7 +90,9 @@ def test_golden_markdown_and_csv(tmp_path):
 
     names = sorted(p.relative_to(results).as_posix() for p in written)
     assert names == ["README.md", "figures/leaderboard_glyphs_clean-v1.png", "figures/leaderboard_glyphs_lofgan-v1.png",
-                     "leaderboard.md", "leaderboard_glyphs_clean-v1.csv", "leaderboard_glyphs_lofgan-v1.csv"]
+                     "figures/samples/glyphs_clean-v1/f2gan_quick_s1.png",
+                     "figures/samples/glyphs_lofgan-v1/f2gan_s1.png", "leaderboard.md",
+                     "leaderboard_glyphs_clean-v1.csv", "leaderboard_glyphs_lofgan-v1.csv"]
     compared = ["leaderboard.md", "README.md", "leaderboard_glyphs_clean-v1.csv", "leaderboard_glyphs_lofgan-v1.csv"]
     if UPDATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)
@@ -99,8 +101,34 @@ def test_golden_markdown_and_csv(tmp_path):
     for name in compared:
         expected = (GOLDEN / name).read_text(encoding="utf-8")
         assert (results / name).read_text(encoding="utf-8") == expected, f"{name} differs from tests/golden/leaderboard"
-    for png in (p for p in written if p.suffix == ".png"):
+    for png in (p for p in written if p.parent.name == "figures"):   # the plots (sample grids are copies)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+def test_sample_grids_are_copied_out_of_the_uncommitted_run_folders(tmp_path):
+    results = tmp_path / "results"
+    records_dir = write_records(results, synthetic_records())
+    grid = results / "runs" / "f2gan-glyphs-quick-s1" / "eval_samples.png"
+    grid.parent.mkdir(parents=True)
+    grid.write_bytes(b"\x89PNG\r\n\x1a\n grid of seed 1")
+    build(records_dir, results, plots=False)
+    copy = results / "figures" / "samples" / "glyphs_clean-v1" / "f2gan_quick_s1.png"
+    assert copy.read_bytes() == grid.read_bytes()
+    assert "](figures/samples/glyphs_clean-v1/f2gan_quick_s1.png)" in (results / "leaderboard.md").read_text()
+
+    # a fresh clone has no runs/: the committed copy stays linked
+    shutil.rmtree(results / "runs")
+    before = (results / "leaderboard.md").read_text()
+    build(records_dir, results, plots=False)
+    assert copy.is_file() and (results / "leaderboard.md").read_text() == before
+
+    # seed 0's grid appears: the lowest seed wins, and the copy no row links any more is removed
+    grid0 = results / "runs" / "f2gan-glyphs-quick-s0" / "eval_samples.png"
+    grid0.parent.mkdir(parents=True)
+    grid0.write_bytes(b"\x89PNG\r\n\x1a\n grid of seed 0")
+    build(records_dir, results, plots=False)
+    assert not copy.exists() and (copy.parent / "f2gan_quick_s0.png").read_bytes() == grid0.read_bytes()
+    assert "(seed 0)" in (results / "leaderboard.md").read_text()
 
 
 def test_output_is_a_pure_function_of_the_records(tmp_path):

@@ -34,7 +34,8 @@ from fsgen_bench.eval.records import MetricRecord, read_records
 REFERENCE_METHODS = ("copy-support", "noise")
 LOWER_IS_BETTER = frozenset({"fid", "kid"})
 # Preferred column order: quality, then diversity, then downstream use. Unknown names sort after, by name.
-METRIC_ORDER = ("fid", "kid", "lpips", "diversity", "fewshot_acc_real", "fewshot_acc_gen", "fewshot_gain")
+METRIC_ORDER = ("fid", "kid", "lpips", "diversity", "fewshot_acc_real", "fewshot_acc_gen", "fewshot_gain",
+                "lowdata_acc_real", "lowdata_acc_gen", "lowdata_gain")
 BACKBONE_ORDER = ("inception", "domain", "alex", "vgg")
 
 METRIC_TEXT = {
@@ -45,6 +46,9 @@ METRIC_TEXT = {
     "fewshot_acc_real": "few-shot classification accuracy with the real shots only",
     "fewshot_acc_gen": "few-shot classification accuracy with the real shots plus generated images",
     "fewshot_gain": "accuracy with generated images minus accuracy without them",
+    "lowdata_acc_real": "all-unseen-class classification accuracy, trained on n real images per class",
+    "lowdata_acc_gen": "all-unseen-class classification accuracy, trained on n real plus generated images per class",
+    "lowdata_gain": "low-data accuracy with generated images minus accuracy without them",
 }
 BACKBONE_TEXT = {
     "inception": "the standard FID InceptionV3 (ImageNet weights)",
@@ -244,8 +248,14 @@ def _column_text(col: Column) -> str:
     backbone = BACKBONE_TEXT.get(col.backbone, f"backbone `{col.backbone}`")
     text = f"{metric}; features: {backbone}"
     if col.setting:
-        match = re.fullmatch(r"(\d+)way(\d+)shot", col.setting)
-        text += (f"; {match.group(1)}-way {match.group(2)}-shot episodes" if match else f"; setting `{col.setting}`")
+        episodes = re.fullmatch(r"(\d+)way(\d+)shot", col.setting)
+        lowdata = re.fullmatch(r"(\d+)real", col.setting)
+        if episodes:
+            text += f"; {episodes.group(1)}-way {episodes.group(2)}-shot episodes"
+        elif lowdata:
+            text += f"; n = {lowdata.group(1)} real images per class"
+        else:
+            text += f"; setting `{col.setting}`"
     direction = "lower is better" if col.lower_is_better else "higher is better"
     return f"{text} ({direction})"
 
@@ -303,7 +313,8 @@ def render_markdown(tables: list[Table], records: list[MetricRecord], records_la
     lines += [f"- *{m}* (ref): {REFERENCE_TEXT.get(m, 'a reference row')}." for m in refs]
     lines.append("")
     if samples:
-        lines += ["## Samples", "", "Evaluation samples of each method's lowest seed that saved them.", ""]
+        lines += ["## Samples", "", "Evaluation samples of each method's lowest seed that saved them: each row holds",
+                  "a class's conditional images, then the images generated from them.", ""]
         for table in tables:
             entries = samples.get(table.slug) or []
             if not entries:
@@ -359,8 +370,9 @@ def render_readme(tables: list[Table], figures: set[str]) -> str:
         lines.append(entry)
     lines += [
         "",
-        "Layout: `records/*.jsonl` hold one MetricRecord per line (the source of truth); `runs/<run_id>/` hold",
-        "each run's resolved config, checkpoints, logs and sample grids.",
+        "Layout: `records/*.jsonl` hold one MetricRecord per line (the source of truth); `figures/` the plots and,",
+        "under `figures/samples/`, copies of the evaluation sample grids; `runs/<run_id>/` (not committed: it",
+        "holds checkpoints) each run's resolved config, checkpoints, logs and sample grids.",
         "",
         "Regenerate:",
         "",
@@ -414,16 +426,36 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _sample_links(tables: list[Table], runs_dir: Path, out_dir: Path) -> dict[str, list[tuple[str, int, str]]]:
-    """Per table, (row label, seed, relative link) for the lowest seed whose run saved eval_samples.png."""
+    """Per table, (row label, seed, link) of the evaluation sample grid of each row's lowest seed that has one.
+
+    Run folders are not committed (checkpoints), so the grid is copied to
+    ``figures/samples/<table>/<label>_s<seed>.png`` and the Markdown links the copy. Without the run folder (a
+    fresh clone rebuilding its tables), a copy made earlier is linked instead; copies no row links are removed.
+    """
+    import shutil
+
     out: dict[str, list[tuple[str, int, str]]] = {}
+    keep: set[Path] = set()
+    root = out_dir / "figures" / "samples"
     for table in tables:
+        folder = root / table.slug
         for row in table.rows:
             for seed in row.seeds:
+                copy = folder / f"{slug(row.label)}_s{seed}.png"
                 image = runs_dir / row.run_ids[seed] / "eval_samples.png"
                 if image.is_file():
-                    link = Path(os.path.relpath(image, out_dir)).as_posix()
-                    out.setdefault(table.slug, []).append((row.label, seed, link))
+                    folder.mkdir(parents=True, exist_ok=True)
+                    if not copy.is_file() or copy.read_bytes() != image.read_bytes():
+                        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+                        shutil.copyfile(image, tmp)
+                        tmp.replace(copy)
+                if copy.is_file():
+                    keep.add(copy)
+                    out.setdefault(table.slug, []).append((row.label, seed, copy.relative_to(out_dir).as_posix()))
                     break
+    for stale in root.glob("*/*.png"):
+        if stale not in keep:
+            stale.unlink()
     return out
 
 
@@ -453,6 +485,7 @@ def build(records_dir: Path, out_dir: Path, *, plots: bool = True) -> list[Path]
                 figures.add(table.slug)
     written.insert(0, _write(out_dir / "leaderboard.md",
                              render_markdown(tables, records, records_label, samples, figures)))
+    written += [out_dir / link for entries in samples.values() for _, _, link in entries]
     # Tables whose records are gone must not linger next to the fresh ones (only our own file patterns).
     for stale in out_dir.glob("leaderboard_*.csv"):
         if stale not in csvs:
