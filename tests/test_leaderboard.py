@@ -229,3 +229,15 @@ def test_stale_tables_are_removed(tmp_path):
     build(records_dir, results, plots=False)
     assert not (results / "leaderboard_old_clean-v1.csv").exists()
     assert (results / "notes.csv").exists()   # only our own file pattern is cleaned
+
+
+def test_accuracy_with_real_images_only_is_never_ranked():
+    base = dict(dataset="glyphs", protocol="clean@v1", preset="quick", backbone="domain", setting="5way5shot")
+    records = [MetricRecord(run_id=f"{m}-s0", method=m, seed=0, metric=metric, value=value, **base)
+               for m, gen in (("f2gan", 0.90), ("dagan", 0.80))
+               for metric, value in (("fewshot_acc_real", 0.95 if m == "f2gan" else 0.94),
+                                     ("fewshot_acc_gen", gen))]
+    (table,) = compute_tables(records)
+    rows = {r.label: r for r in table.rows}
+    assert rows["f2gan"].cells["fewshot_acc_gen/domain/5way5shot"].best
+    assert not any(r.cells["fewshot_acc_real/domain/5way5shot"].best for r in table.rows)

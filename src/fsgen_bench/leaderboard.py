@@ -33,6 +33,9 @@ from fsgen_bench.eval.records import MetricRecord, read_records
 
 REFERENCE_METHODS = ("copy-support", "noise")
 LOWER_IS_BETTER = frozenset({"fid", "kid"})
+# Accuracy with real images only does not depend on the generator (same episodes for every method of a seed):
+# it is shown as the baseline of the gain, never ranked.
+UNRANKED = frozenset({"fewshot_acc_real", "lowdata_acc_real"})
 # Preferred column order: quality, then diversity, then downstream use. Unknown names sort after, by name.
 METRIC_ORDER = ("fid", "kid", "lpips", "diversity", "fewshot_acc_real", "fewshot_acc_gen", "fewshot_gain",
                 "lowdata_acc_real", "lowdata_acc_gen", "lowdata_gain")
@@ -218,7 +221,7 @@ def compute_tables(records: Iterable[MetricRecord]) -> list[Table]:
                                  r.preset or ""))
 
         decimals = {c.key: _decimals(row.cells[c.key].mean for row in rows if c.key in row.cells) for c in columns}
-        for col in columns:
+        for col in (c for c in columns if c.metric not in UNRANKED):
             contenders = [row.cells[col.key] for row in rows
                           if not row.reference and col.key in row.cells and math.isfinite(row.cells[col.key].mean)]
             if len(contenders) < 2:  # "best" of one is no claim
@@ -291,7 +294,8 @@ def render_markdown(tables: list[Table], records: list[MetricRecord], records_la
         "Each table is one dataset under one evaluation protocol; numbers from different tables are not",
         "comparable. Cells: mean ± sample standard deviation over seeds (with one seed: ± the metric's own",
         "95% interval where it has one). n: seeds in the row; a cell with fewer seeds says (n=k).",
-        "**Bold**: best real method in the column. *Italic* rows marked (ref) are reference rows, never ranked.",
+        "**Bold**: best real method in the column (not for accuracy with real images only, which does not depend",
+        "on the generator). *Italic* rows marked (ref) are reference rows, never ranked.",
         "",
     ]
     for i, table in enumerate(tables, 1):
