@@ -73,6 +73,12 @@ def write_suite(tmp_path, **data) -> Path:
     return path
 
 
+def test_duration_text():
+    from fsgen_bench.suite import _duration
+
+    assert [_duration(s) for s in (5, 95, 7300)] == ["5 s", "1 min 35 s", "2 h 01 min"]
+
+
 def test_cell_run_id_rule():
     assert cell_run_id("f2gan", "glyphs", "quick", 0) == "f2gan-glyphs-quick-s0"
     assert cell_run_id("noise", "glyphs", None, 2) == "noise-glyphs-default-s2"
@@ -146,6 +152,8 @@ def test_a_failing_cell_is_reported_and_the_suite_goes_on(tmp_path, config_root,
     assert (results / "leaderboard.md").is_file()   # built from the cells that did finish
     out = capsys.readouterr()
     assert "f2gan-glyphs-smoke-s0: failed" in out.out and "diverged" in out.err
+    assert "[1/4]" in out.out and "3 cells left, about 0 s at this pace" in out.out   # an ETA also in logs
+    assert "[4/4]" in out.out and "cells left" not in out.out.split("[4/4]")[1]
 
     # the rerun runs only the failed cells
     retry = FakeRunner()

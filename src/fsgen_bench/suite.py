@@ -264,6 +264,16 @@ class SuiteResult:
         return f"suite {self.suite.name}{shard}: {len(self.cells)} cells: {parts or 'none'}"
 
 
+def _duration(seconds: float) -> str:
+    """``95`` -> ``1 min 35 s``; ``7300`` -> ``2 h 01 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def _default_run_fn() -> Callable:
     from fsgen_bench.run import run_experiment  # imported late: the runner pulls in Lightning and the methods
 
@@ -412,6 +422,10 @@ def run_suite(
                     f", {cell_result.records} records")
             if cell_result.error:
                 line += f" ({cell_result.error})"
+            ran = [c.wall_s for c in result.cells if c.status in ("finished", "failed")]
+            left = total - index
+            if left and ran:   # the bar's ETA is hidden without a terminal; this line reaches logs too
+                line += f"; {left} cells left, about {_duration(left * sum(ran) / len(ran))} at this pace"
             _echo(line)
             if cell_result.status == "failed" and fail_fast:
                 result.stopped_early = True
