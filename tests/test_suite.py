@@ -205,8 +205,11 @@ def test_the_default_protocol_does_not_change_run_ids(tmp_path, config_root):
 
 
 def test_bad_suite_files_are_user_errors(tmp_path, config_root):
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist.*glyphs-quick, paper"):
         load_suite(tmp_path / "missing.yaml")
+    assert load_suite(Path("glyphs-quick")).name == "glyphs-quick"     # a shipped suite by name, from any folder
+    with pytest.raises(UserError, match="does not exist"):
+        load_suite(Path("no-such-suite"))
     with pytest.raises(UserError, match="unknown key.*metods"):
         parse_suite({"metods": ["f2gan"], "datasets": ["glyphs"]})
     with pytest.raises(UserError, match="methods:` is required"):

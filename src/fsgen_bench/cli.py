@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", metavar="DIR")
 
     p = sub.add_parser("bench", help="run a suite (methods x datasets x seeds x presets), resumable")
-    p.add_argument("suite", help="suite YAML, e.g. configs/suites/glyphs-quick.yaml")
+    p.add_argument("suite", help="suite YAML (e.g. configs/suites/glyphs-quick.yaml) or a shipped suite's name "
+                                 "(glyphs-quick, paper)")
     p.add_argument("--results", default=None, metavar="DIR")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only shard I of N of the cells, 0-based (0/2 here, 1/2 on another machine)")

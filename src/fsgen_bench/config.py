@@ -27,14 +27,19 @@ from fsgen_bench.errors import UserError
 
 
 def configs_dir() -> Path:
-    """The repository's configs/ folder (found next to src/ or baselines/ in a checkout or editable install)."""
+    """The configs/ folder: the checkout's (next to src/ in a checkout or editable install), else the copy a
+    wheel installs as the data-only package ``fsgen_bench.configs``."""
     here = Path(__file__).resolve()
     for parent in here.parents:
         candidate = parent / "configs" / "defaults.yaml"
         if candidate.is_file():
             return candidate.parent
+    installed = here.parent / "configs"          # site-packages/fsgen_bench/configs in a wheel install
+    if (installed / "defaults.yaml").is_file():
+        return installed
     raise UserError(
-        "cannot find configs/defaults.yaml; install fsgen-bench from a checkout with `pip install -e .`"
+        "cannot find configs/defaults.yaml (neither in a checkout nor in the installed package); reinstall "
+        "fsgen-bench, e.g. `pip install -e .` from a checkout"
     )
 
 

@@ -166,12 +166,17 @@ def parse_suite(data: Any, *, where: str = "suite", path: Path | None = None) ->
 
 
 def load_suite(path: Path) -> Suite:
-    from fsgen_bench.config import load_yaml
+    from fsgen_bench.config import configs_dir, load_yaml
 
     path = Path(path)
+    if not path.is_file() and path.suffix == "" and len(path.parts) == 1:
+        shipped = configs_dir() / "suites" / f"{path}.yaml"     # a bare name: a suite that ships with the package
+        if shipped.is_file():
+            path = shipped
     if not path.is_file():
-        raise UserError(f"suite file {path} does not exist; suites live in configs/suites/ "
-                        f"(e.g. configs/suites/glyphs-quick.yaml)")
+        known = ", ".join(sorted(p.stem for p in (configs_dir() / "suites").glob("*.yaml")))
+        raise UserError(f"suite file {path} does not exist; give a suite YAML path or the name of a shipped "
+                        f"suite ({known})")
     return parse_suite(load_yaml(path), where=str(path), path=path)
 
 
