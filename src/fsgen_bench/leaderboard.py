@@ -409,7 +409,12 @@ def plot_table(table: Table, path: Path) -> Path:
                 bar.set_hatch("//")
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r.label for r in rows], rotation=40, ha="right", fontsize=8)
-        ax.set_title(f"{col.key} {col.arrow}", fontsize=9)
+        title = f"{col.key} {col.arrow}"
+        positive = [m for m in means if m > 0]
+        if len(positive) == len(means) >= 2 and max(positive) / min(positive) > 100:
+            ax.set_yscale("log")   # e.g. FID of the noise row is ~100x the methods': a linear axis hides them
+            title += " (log scale)"
+        ax.set_title(title, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(f"{table.title}  (mean ± std over seeds; orange: best; grey: reference rows)", fontsize=10)
     fig.tight_layout()
