@@ -141,6 +141,22 @@ def test_logger_choice_reaches_every_cell_without_changing_run_ids(tmp_path, con
     assert not (tmp_path / "other").exists()
 
 
+def test_with_wandb_the_suite_ends_with_the_leaderboard_as_a_wandb_table(tmp_path, config_root, monkeypatch):
+    import json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HOME", str(tmp_path))          # no credentials or settings from the machine
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    results = tmp_path / "results"
+    run_suite(write_suite(tmp_path), results_dir=results, run_fn=FakeRunner(), config_root=config_root,
+              logger="wandb")
+    (table_file,) = results.glob("wandb/offline-run-*/files/media/table/leaderboard/glyphs/*.table.json")
+    table = json.loads(table_file.read_text())
+    rows = {row[0]: row for row in table["data"]}
+    fid = table["columns"].index("fid/domain")
+    assert set(rows) == {"f2gan", "noise"} and rows["f2gan"][fid] == pytest.approx(10.5)   # seeds 0, 1: 10, 11
+
+
 def test_a_failing_cell_is_reported_and_the_suite_goes_on(tmp_path, config_root, capsys):
     suite = write_suite(tmp_path)
     results = tmp_path / "results"
