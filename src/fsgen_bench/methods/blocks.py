@@ -69,13 +69,7 @@ def conv2d(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, sn: bool =
     """A 'same'-padded conv (odd kernel; stride 2 gives ceil(H / 2)), spectrally normalised when ``sn``.
     ``init`` as for :func:`linear` ("glorot" for per-location dense layers)."""
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=bias, padding_mode=padding_mode)
-    with torch.no_grad():
-        if init == "glorot":
-            nn.init.xavier_uniform_(conv.weight)
-        else:
-            conv.weight.normal_(0.0, 0.02)
-        if conv.bias is not None:
-            conv.bias.zero_()
+    _initialise(conv, init)
     return spectral_norm(conv) if sn else conv
 
 
@@ -84,6 +78,12 @@ def linear(in_features: int, out_features: int, sn: bool = False, bias: bool = T
     """A dense layer: ``init="normal"`` draws N(0, 0.02) (the releases' conv initialiser); ``"glorot"`` is
     Glorot-uniform, the default of ``tf.layers.dense`` that the releases' dense heads used."""
     layer = nn.Linear(in_features, out_features, bias=bias)
+    _initialise(layer, init)
+    return spectral_norm(layer) if sn else layer
+
+
+def _initialise(layer: nn.Module, init: str) -> None:
+    """Weights N(0, 0.02) (``"normal"``) or Glorot-uniform (``"glorot"``); bias zero."""
     with torch.no_grad():
         if init == "glorot":
             nn.init.xavier_uniform_(layer.weight)
@@ -91,7 +91,6 @@ def linear(in_features: int, out_features: int, sn: bool = False, bias: bool = T
             layer.weight.normal_(0.0, 0.02)
         if layer.bias is not None:
             layer.bias.zero_()
-    return spectral_norm(layer) if sn else layer
 
 
 class ConvLReLUBN(nn.Sequential):
