@@ -86,17 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-WATCH_ONLY_KEYS = ("logger.", "run.results_dir")
-
-
 def _overrides_from_flags(args) -> tuple[list[str], list[str]]:
     """(user overrides that name the run, infrastructure overrides that do not)."""
-    # --set keys that choose where results go or how a run is watched, not what it computes, stay out of the
-    # run id: switching the logger resumes the same run instead of starting a new folder.
+    from fsgen_bench.config import is_watch_only
+
+    # watch-only --set keys (logger, results folder) stay out of the run id: switching the logger resumes the run
     user, infra = [], []
     for item in args.overrides:
-        key = item.split("=", 1)[0].strip()
-        (infra if key.startswith(WATCH_ONLY_KEYS) else user).append(item)
+        (infra if is_watch_only(item.split("=", 1)[0].strip()) else user).append(item)
     if args.results is not None:
         infra.append(f"run.results_dir={args.results}")
     if args.protocol is not None:

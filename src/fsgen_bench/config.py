@@ -158,13 +158,26 @@ def resolve(
     return cfg
 
 
+# Config entries that choose where results go or how a run is watched, not what it computes: they stay out of
+# the config hash and out of run ids (a --set on them resumes the same run). Sections or dotted keys.
+WATCH_ONLY_KEYS = ("logger", "run.results_dir")
+
+
+def is_watch_only(key: str) -> bool:
+    """True for ``logger.kind``, ``run.results_dir`` and the like (see WATCH_ONLY_KEYS)."""
+    return any(key == k or key.startswith(k + ".") for k in WATCH_ONLY_KEYS)
+
+
 def config_hash(cfg: dict) -> str:
-    """A short fingerprint of the resolved config: what determines the numbers. Where results are written, the
-    run folder's name and the logger (csv or wandb watch the same experiment) are left out."""
+    """A short fingerprint of the resolved config: what determines the numbers. The watch-only entries (where
+    results are written, the logger) and the run folder's name are left out."""
     stripped = copy.deepcopy(cfg)
-    stripped.pop("logger", None)
-    stripped.get("run", {}).pop("results_dir", None)
-    stripped.get("run", {}).pop("name", None)
+    for key in WATCH_ONLY_KEYS + ("run.name",):
+        *parents, leaf = key.split(".")
+        node = stripped
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
     blob = json.dumps(stripped, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
