@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fsgen_bench.errors import UserError
@@ -71,6 +72,14 @@ def test_dinov2_small_extracts_features_from_an_official_layout_file(vits14_file
     assert extra["arch"] == "ViT-S/14" and extra["standard_weights"] is None and extra["weights_sha256"] == ext.sha256
 
 
+def test_dinov2_preprocessing_is_224_px_imagenet_normalised(vits14_file):
+    ext = D.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
+    flat = torch.tensor([10, 128, 250], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 30, 30)
+    x = ext.preprocess(flat)                     # a resize keeps a flat image flat: only the normalisation shows
+    want = (torch.tensor([10, 128, 250]) / 255.0 - torch.tensor(D.IMAGENET_MEAN)) / torch.tensor(D.IMAGENET_STD)
+    assert x.shape == (2, 3, 224, 224) and torch.allclose(x, want.view(1, 3, 1, 1).expand_as(x), atol=1e-5)
+
+
 def test_dinov2_block_equals_torch_transformer_layer_with_layer_scale_folded_in():
     torch.manual_seed(0)
     dim, heads = 32, 4
@@ -103,6 +112,23 @@ def test_dinov2_position_grid_keeps_a_constant_embedding_constant():
     assert pos.shape == (1, 257, 384) and torch.allclose(pos, torch.arange(384.0).expand(1, 257, 384), atol=1e-3)
 
 
+def test_dinov2_feature_is_the_final_norm_of_the_class_token():
+    """Blocks that add nothing leave CLS + its position, then the final LayerNorm (eps 1e-6, DINOv2's)."""
+    net = D.DinoV2ViT(dataclasses.replace(D.ARCHS["vits14"], depth=2)).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(std=0.02)
+        for block in net.blocks:                 # residual branches end in zero: x + 0
+            block.ls1.gamma.zero_()
+            block.ls2.gamma.zero_()
+        cls = 1e-3 * torch.randn(384)            # a low-variance token: the epsilon matters
+        net.cls_token.copy_(cls.view(1, 1, -1) - net.pos_embed[:, :1])
+        want = F.layer_norm(cls, (384,), net.norm.weight, net.norm.bias, eps=1e-6)
+        got = net(torch.randn(2, 3, 224, 224))
+    assert torch.allclose(got, want.expand(2, -1), rtol=0, atol=1e-4)
+
+
 def _official_dinov2_repo() -> Path | None:
     candidates = [os.environ.get("FSGEN_DINOV2_REPO"),
                   os.path.expanduser("~/.cache/torch/hub/facebookresearch_dinov2_main")]
@@ -126,7 +152,7 @@ def test_dinov2_equals_the_official_implementation(vits14_file, monkeypatch):
     ext = D.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
     x = ext.preprocess(_images(side=37))                # 224 px: the 37 x 37 position grid resized to 16 x 16
     with torch.no_grad():
-        assert torch.allclose(ext.net(x), ref(x), atol=1e-5)
+        assert torch.allclose(ext.net(x), ref(x), rtol=0, atol=1e-5)
     # The checkpoint's own grid (no resize), on a 4 x 4-grid model to keep it fast.
     from dinov2.hub.backbones import _make_dinov2_model
     small = dataclasses.replace(D.ARCHS["vits14"], depth=2, img_size=56)
@@ -139,7 +165,7 @@ def test_dinov2_equals_the_official_implementation(vits14_file, monkeypatch):
     with torch.no_grad():
         for side in (56, 98):
             y = torch.randn(2, 3, side, side)
-            assert torch.allclose(mine(y), ref(y), atol=1e-5)
+            assert torch.allclose(mine(y), ref(y), rtol=0, atol=1e-5)
     sys.modules.pop("dinov2", None)
 
 
