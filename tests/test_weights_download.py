@@ -312,3 +312,19 @@ def test_ensure_weights_is_off_by_default_and_fetches_only_what_is_missing(serve
     assert [p.name for p in got] == [W.REGISTRY["dinov2-s"].file, W.REGISTRY["lpips-squeeze"].file]
     assert WD.ensure_weights({"download_weights": True}, names, log=lambda *a: None) == []
     assert len(server.requests) == 2
+
+
+def test_ensure_weights_stops_on_a_bad_named_file_and_repairs_the_cache(server, monkeypatch, squeeze_bytes, tmp_path):
+    spec = _serve(monkeypatch, server, "lpips-squeeze", squeeze_bytes)
+    bad = tmp_path / "cut.pth"
+    bad.write_bytes(squeeze_bytes[:1000])
+    cfg = {"download_weights": True, "lpips_backbone_weights": str(bad)}
+    with pytest.raises(UserError, match="not a loadable"):       # before training, and nothing is fetched
+        WD.ensure_weights(cfg, ["lpips-squeeze"], log=lambda *a: None)
+    assert server.requests == []
+    dest = W.hub_checkpoints_dir() / spec.file
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(squeeze_bytes[:1000])
+    said = []
+    WD.ensure_weights({"download_weights": True}, ["lpips-squeeze"], timeout_s=5, progress=False, log=said.append)
+    assert dest.read_bytes() == squeeze_bytes and sum("downloading it again" in s for s in said) == 1

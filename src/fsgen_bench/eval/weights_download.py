@@ -73,7 +73,10 @@ def ensure_weights(eval_cfg: dict, names: Iterable[str], *, timeout_s: float = D
             continue
         if found.source != "hub":
             verify(spec, found)                 # a file the user named: a bad one is their error, now
-        elif not _present(spec, log):           # a damaged cache file is downloaded again
+            continue
+        try:
+            verify(spec, found)
+        except UserError:                       # a damaged cache file is downloaded again (download_many says so)
             missing.append(name)
     if not missing:
         return []
