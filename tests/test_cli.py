@@ -210,3 +210,43 @@ def test_a_subcommand_is_one_function_and_its_registration(capsys, monkeypatch):
     assert "hello" in cli.build_parser().format_help()
     with pytest.raises(ValueError, match="defined twice"):
         cli.command("hello", "again")(cmd_hello)
+
+
+def test_run_then_eval_share_one_evaluate_and_record_step(tmp_path, capsys):
+    """`run` (a reference row: nothing to train) and `eval` of the same configuration: the same records file,
+    the same run metadata in every record, one DONE marker written by `run` only, and a rerun is skipped."""
+    import json
+
+    data = make_npy(tmp_path / "blobs.npy", classes=12, images=24, size=16)
+    results = tmp_path / "results"
+    args = ["--method", "noise", "--dataset", f"npy:{data}", "--preset", "smoke", "--results", str(results),
+            "--set", "data.num_seen_classes=7", "--set", "eval.backbones=[domain]", "--set", "data.image_size=16"]
+    code, out, err = run_cli(["run", *args], capsys)
+    assert code == 0, err
+    (run_dir,) = (results / "runs").iterdir()
+    done = json.loads((run_dir / "DONE").read_text())
+    (records_file,) = (results / "records").glob("*.jsonl")
+    assert records_file.name.startswith("npy-blobs__clean_v1")       # the dataset label of an npy: path
+    first = [json.loads(line) for line in records_file.read_text().splitlines()]
+    assert done["run_id"] == run_dir.name and done["records"] == len(first) > 0
+    assert {(r["run_id"], r["dataset"], r["method"]) for r in first} == {(run_dir.name, "npy-blobs", "noise")}
+    assert all(r["extra"]["reference"] is True and r["extra"]["variant"] is None for r in first)
+    assert {r["extra"]["train_wall_s"] for r in first} == {0.0}
+    assert sorted(p.name for p in run_dir.iterdir() if not p.is_dir()) == [
+        "DONE", "config.yaml", "dataset.json", "eval_metrics.csv", "eval_plan.json", "eval_samples.png"]
+
+    code, out, err = run_cli(["run", *args], capsys)
+    assert code == 0 and "already finished" in out
+
+    (run_dir / "DONE").unlink()
+    code, out, err = run_cli(["eval", *args], capsys)
+    assert code == 0, err
+    assert not (run_dir / "DONE").exists()                            # eval never marks a run finished
+    lines = [json.loads(line) for line in records_file.read_text().splitlines()]
+    second = lines[len(first):]
+    assert [(r["metric"], r["backbone"], r["setting"]) for r in second] == \
+        [(r["metric"], r["backbone"], r["setting"]) for r in first]
+    drop = ("timestamp", "wall_time_s", "extra")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in second] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in first]
+    assert {r["extra"]["train_wall_s"] for r in second} == {None}     # evaluated without training
