@@ -4,6 +4,7 @@ import pytest
 
 from fsgen_bench.config import apply_set, config_hash, resolve
 from fsgen_bench.errors import UserError
+from fsgen_bench.methods import METHODS as REGISTRY
 
 
 def test_layers_apply_in_order():
@@ -64,7 +65,7 @@ def test_generic_data_keys_are_declared_in_defaults(tmp_path):
 # -- no layer line that changes nothing -------------------------------------------------------------------------
 
 DATASETS = ["glyphs", "omniglot", "emnist", "vggface", "flowers", "animalfaces", "npy:/x.npy", "folder:/x"]
-METHODS = ["f2gan", "matchinggan", "dagan", "figr", "gmn", "copy-support", "noise"]
+METHODS = REGISTRY.names()           # every registered method: a new one needs no edit here
 
 
 def _leaves(tree: dict, prefix: tuple = ()):

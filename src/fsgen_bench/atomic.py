@@ -6,6 +6,11 @@ atomic), which replaces the target only when writing finished without an excepti
 removed. ``fsync=True`` also flushes the data to disk before the rename (checkpoints: a power cut must not
 leave a renamed but empty file).
 
+Temporary names are unique per writer by default, so that processes racing to write the same cache file
+never write into one temporary file. A process killed mid-write (SIGKILL runs no cleanup) leaves its
+temporary file behind; where a target has one writer at a time (a run's checkpoints, written by rank 0),
+``unique=False`` gives the temporary file a fixed name, which the next write of that target reuses.
+
     with atomic_write(path, "wb", fsync=True) as fh:     # a file object
         torch.save(state, fh)
     with atomic_path(path) as tmp:                        # a path, for libraries that write by name
@@ -22,23 +27,23 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
-def _temporary_name(path: Path, keep_suffix: bool) -> Path:
+def _temporary_name(path: Path, keep_suffix: bool, unique: bool = True) -> Path:
     """``.<name>.<pid>.<random>.tmp`` beside ``path``: hidden, unique per writer, and not matching the patterns
-    readers glob for (``*.ckpt``, ``*.jsonl``). With ``keep_suffix`` it ends in the target's own suffix instead
-    (``.<stem>.<pid>.<random>.tmp.png``), for libraries that choose the format from it (PIL) or append one
-    (np.save)."""
-    token = f"{os.getpid()}.{secrets.token_hex(4)}"
+    readers glob for (``*.ckpt``, ``*.jsonl``); ``.<name>.tmp`` when not ``unique``. With ``keep_suffix`` it ends
+    in the target's own suffix instead (``.<stem>.<pid>.<random>.tmp.png``), for libraries that choose the
+    format from it (PIL) or append one (np.save)."""
+    token = f".{os.getpid()}.{secrets.token_hex(4)}" if unique else ""
     if keep_suffix:
-        return path.with_name(f".{path.stem}.{token}.tmp{path.suffix}")
-    return path.with_name(f".{path.name}.{token}.tmp")
+        return path.with_name(f".{path.stem}{token}.tmp{path.suffix}")
+    return path.with_name(f".{path.name}{token}.tmp")
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, keep_suffix: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, keep_suffix: bool = True, unique: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path``; whatever was written there replaces ``path`` on a clean exit."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_name(path, keep_suffix)
+    tmp = _temporary_name(path, keep_suffix, unique)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -47,16 +52,18 @@ def atomic_path(path: str | os.PathLike, *, keep_suffix: bool = True) -> Iterato
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", *, fsync: bool = False,
+def atomic_write(path: str | os.PathLike, mode: str = "w", *, fsync: bool = False, unique: bool = True,
                  encoding: str | None = None, newline: str | None = None) -> Iterator[IO]:
     """A file object open for writing (``"w"`` or ``"wb"``) whose content replaces ``path`` on a clean exit.
 
     The file is created with the usual permissions (0o666 less the umask), as ``open`` would create it.
+    ``unique=False``: one writer per target; a temporary file a killed writer left is truncated and reused.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes a whole file: mode 'w' or 'wb', not {mode!r}")
-    with atomic_path(path, keep_suffix=False) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with atomic_path(path, keep_suffix=False, unique=unique) as tmp:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if unique else os.O_TRUNC)
+        fd = os.open(tmp, flags, 0o666)
         if mode == "wb":
             fh = os.fdopen(fd, "wb")
         else:

@@ -19,10 +19,11 @@ from fsgen_bench.runner.loggers import log_images
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file, flush it to disk, then rename: a crash (even SIGKILL) never leaves a
-    half-written checkpoint."""
+    half-written checkpoint. One writer (rank 0) per file, so the temporary file has a fixed name and the next
+    save of the same checkpoint reuses one a killed run left behind."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        with atomic_write(path, "wb", fsync=True) as fh:
+        with atomic_write(path, "wb", fsync=True, unique=False) as fh:
             torch.save(checkpoint, fh)
 
 
