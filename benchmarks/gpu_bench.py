@@ -111,7 +111,7 @@ def bench_training(case: dict, args, device_name: str) -> dict:
 
     from fsgen_bench.config import resolve
     from fsgen_bench.data.source import DatasetInfo
-    from fsgen_bench.run import build_method
+    from fsgen_bench.runner.build import build_method
 
     cfg = resolve(method=case["method"], dataset=case["dataset"], preset=args.preset, overrides=case.get("set", []))
     size, channels = int(cfg["data"]["image_size"]), int(cfg["data"]["channels"] or 3)
@@ -165,7 +165,7 @@ def bench_eval(args, device_name: str) -> list[dict]:
 
     from fsgen_bench.config import resolve
     from fsgen_bench.data.source import DatasetInfo
-    from fsgen_bench.run import build_method
+    from fsgen_bench.runner.build import build_method
 
     device = torch.device(args.device)
     # Random weights: the speed of the network does not depend on its values, and no download is possible here.

@@ -151,3 +151,102 @@ def test_logger_settings_do_not_rename_the_run(results, capsys):
     assert plain == "noise-glyphs-smoke-s0"
     assert run_name("--logger", "wandb", "--set", "logger.project=p", "--set", "logger.entity=e") == plain
     assert run_name("--set", "eval.num_generated=16") != plain      # what is computed does rename it
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be created")
+@pytest.mark.parametrize("command", [
+    ["run", "--method", "noise", "--dataset", "glyphs", "--preset", "smoke"],
+    ["eval", "--method", "noise", "--dataset", "glyphs", "--preset", "smoke"],
+    ["bench", "glyphs-quick"],
+])
+def test_results_where_no_folder_can_be_created(command, tmp_path, capsys):
+    """Even as root (for whom os.access says yes): exit 2, one line, no traceback, nothing written anywhere,
+    not even the dataset cache (the check comes before any input is read)."""
+    cache = tmp_path / "cache"
+    code, out, err = run_cli([*command, "--results", "/proc/fsgen-x/y", *(
+        [] if command[0] == "bench" else ["--set", f"run.cache_dir={cache}"])], capsys)
+    assert code == 2, (out, err)
+    assert err.startswith("fsgen-bench: error: results folder /proc/fsgen-x/y is not writable")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not Path("/proc/fsgen-x").exists() and not cache.exists()
+
+
+def test_plain_runs_write_outputs_not_the_committed_results(capsys):
+    """`fsgen-bench run` without --results goes to outputs/ (git ignores it); results/ is the committed suite's."""
+    code, out, err = run_cli(["run", "--method", "noise", "--dataset", "glyphs", "--preset", "smoke", "--dry-run"],
+                             capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out.split("# dataset summary")[0])["run"]["results_dir"] == "outputs"
+    root = Path(__file__).resolve().parents[1]
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "outputs/records/x.jsonl"])
+    assert ignored.returncode == 0, "outputs/ must be ignored by git"
+
+
+def test_leaderboard_reads_the_records_of_a_results_folder(tmp_path, capsys):
+    from fsgen_bench.eval.records import MetricRecord, append_records, records_path
+
+    folder = tmp_path / "mine"
+    rec = MetricRecord(run_id="noise-glyphs-smoke-s0", method="noise", dataset="glyphs", protocol="clean@v1",
+                       metric="fid", backbone="domain", value=3.5, seed=0, preset="smoke", timestamp=1.0)
+    append_records([rec], records_path(folder, "glyphs", "clean@v1"))
+    code, out, err = run_cli(["leaderboard", "--results", str(folder)], capsys)
+    assert code == 0, err
+    assert (folder / "leaderboard.md").is_file() and "3.5" in (folder / "leaderboard.md").read_text()
+    code, out, err = run_cli(["leaderboard", "--results", str(tmp_path / "none")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_a_subcommand_is_one_function_and_its_registration(capsys, monkeypatch):
+    from fsgen_bench import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))      # leave the real table as it was
+
+    @cli.command("hello", "say hello", cli.arg("--name", default="world"))
+    def cmd_hello(args) -> int:
+        print(f"hello {args.name}")
+        return 0
+
+    assert run_cli(["hello", "--name", "glyphs"], capsys)[:2] == (0, "hello glyphs\n")
+    assert "hello" in cli.build_parser().format_help()
+    with pytest.raises(ValueError, match="defined twice"):
+        cli.command("hello", "again")(cmd_hello)
+
+
+def test_run_then_eval_share_one_evaluate_and_record_step(tmp_path, capsys):
+    """`run` (a reference row: nothing to train) and `eval` of the same configuration: the same records file,
+    the same run metadata in every record, one DONE marker written by `run` only, and a rerun is skipped."""
+    import json
+
+    data = make_npy(tmp_path / "blobs.npy", classes=12, images=24, size=16)
+    results = tmp_path / "results"
+    args = ["--method", "noise", "--dataset", f"npy:{data}", "--preset", "smoke", "--results", str(results),
+            "--set", "data.num_seen_classes=7", "--set", "eval.backbones=[domain]", "--set", "data.image_size=16"]
+    code, out, err = run_cli(["run", *args], capsys)
+    assert code == 0, err
+    (run_dir,) = (results / "runs").iterdir()
+    done = json.loads((run_dir / "DONE").read_text())
+    (records_file,) = (results / "records").glob("*.jsonl")
+    assert records_file.name.startswith("npy-blobs__clean_v1")       # the dataset label of an npy: path
+    first = [json.loads(line) for line in records_file.read_text().splitlines()]
+    assert done["run_id"] == run_dir.name and done["records"] == len(first) > 0
+    assert {(r["run_id"], r["dataset"], r["method"]) for r in first} == {(run_dir.name, "npy-blobs", "noise")}
+    assert all(r["extra"]["reference"] is True and r["extra"]["variant"] is None for r in first)
+    assert {r["extra"]["train_wall_s"] for r in first} == {0.0}
+    assert sorted(p.name for p in run_dir.iterdir() if not p.is_dir()) == [
+        "DONE", "config.yaml", "dataset.json", "eval_metrics.csv", "eval_plan.json", "eval_samples.png"]
+
+    code, out, err = run_cli(["run", *args], capsys)
+    assert code == 0 and "already finished" in out
+
+    (run_dir / "DONE").unlink()
+    code, out, err = run_cli(["eval", *args], capsys)
+    assert code == 0, err
+    assert not (run_dir / "DONE").exists()                            # eval never marks a run finished
+    lines = [json.loads(line) for line in records_file.read_text().splitlines()]
+    second = lines[len(first):]
+    assert [(r["metric"], r["backbone"], r["setting"]) for r in second] == \
+        [(r["metric"], r["backbone"], r["setting"]) for r in first]
+    drop = ("timestamp", "wall_time_s", "extra")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in second] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in first]
+    assert {r["extra"]["train_wall_s"] for r in second} == {None}     # evaluated without training

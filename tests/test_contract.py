@@ -14,7 +14,7 @@ from fsgen_bench.config import resolve
 from fsgen_bench.data.datamodule import ClassStore, EpisodicDataModule
 from fsgen_bench.data.source import ClassImages, DatasetInfo
 from fsgen_bench.methods import METHODS
-from fsgen_bench.run import build_method
+from fsgen_bench.runner.build import build_method
 
 SIZE, CHANNELS, SEEN, UNSEEN, PER_CLASS = 32, 1, 6, 2, 8
 

@@ -243,7 +243,7 @@ def test_figures(tmp_path):
 def test_presets_build():
     from fsgen_bench.config import resolve
     from fsgen_bench.data.source import DatasetInfo
-    from fsgen_bench.run import build_method
+    from fsgen_bench.runner.build import build_method
 
     info = DatasetInfo(name="glyphs", channels=1, image_size=32, native_size=None, num_classes=10, num_seen=8,
                        origin="test")

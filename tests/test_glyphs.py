@@ -7,7 +7,6 @@ are small (few drawers per class) so that the file runs in well under a minute o
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import matplotlib
@@ -16,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
-from fsgen_bench.data import DATASETS, load_dataset
-from fsgen_bench.data import glyphs
+from fsgen_bench.data import DATASETS, glyph_split, load_dataset
+from fsgen_bench.data.readers import glyph_drawing, glyphs
 from fsgen_bench.data.source import resize_images
 from fsgen_bench.errors import UserError
 
@@ -33,9 +32,7 @@ def _cfg(**over) -> dict:
 def built(tmp_path_factory):
     """The default dataset (32 px, 20 drawers), built once into its own cache dir."""
     cache = tmp_path_factory.mktemp("glyphs-a")
-    start = time.perf_counter()
-    data = load_dataset(_cfg(), cache)
-    return data, cache, time.perf_counter() - start
+    return load_dataset(_cfg(), cache), cache
 
 
 @pytest.fixture(scope="session")
@@ -70,18 +67,18 @@ def test_every_class_is_covered_by_enough_faces():
     from fontTools.ttLib import TTFont
 
     ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    assert not any("LastResort" in f.file for f in glyphs.FACES)
-    cmaps = {f.file: set(TTFont(str(ttf / f.file), lazy=True)["cmap"].getBestCmap()) for f in glyphs.FACES}
+    assert not any("LastResort" in f.file for f in glyph_drawing.FACES)
+    cmaps = {f.file: set(TTFont(str(ttf / f.file), lazy=True)["cmap"].getBestCmap()) for f in glyph_drawing.FACES}
     names, _, _, _ = glyphs.read_split()
     for name in names:
         cp = ord(name.split(":", 1)[1])
-        assert sum(cp in cm for cm in cmaps.values()) >= glyphs.MIN_FACES, name
+        assert sum(cp in cm for cm in cmaps.values()) >= glyph_split.MIN_FACES, name
 
 
 # -- content -------------------------------------------------------------------------------------------------
 
 def test_shapes_dtype_and_metadata(built, split_file):
-    data, _, _ = built
+    data, _ = built
     n = split_file["num_seen"] + split_file["num_unseen"]
     assert len(data.classes) == len(data.class_names) == len(data.extra["scripts"]) == n
     assert data.info.name == "glyphs" and data.info.channels == 1 and data.info.image_size == 32
@@ -98,7 +95,7 @@ def test_shapes_dtype_and_metadata(built, split_file):
 
 
 def test_images_fill_the_frame_and_are_centred(built):
-    data, _, _ = built
+    data, _ = built
     x = np.stack(data.classes)[..., 0].astype(np.float64) / 255.0      # [C, 20, 32, 32]
     ink = x.mean((-1, -2))
     assert 0.05 < np.median(ink) < 0.35 and ink.min() > 0.01           # strokes visible, not blobs
@@ -112,7 +109,7 @@ def test_images_fill_the_frame_and_are_centred(built):
 
 
 def test_drawers_differ_within_each_class(built):
-    data, _, _ = built
+    data, _ = built
     for name, arr in zip(data.class_names, data.classes):
         distinct = {img.tobytes() for img in arr}
         assert len(distinct) == len(arr), f"{name}: identical drawer images"
@@ -121,7 +118,7 @@ def test_drawers_differ_within_each_class(built):
 # -- split -----------------------------------------------------------------------------------------------------
 
 def test_split_is_disjoint_and_by_script(built, split_file):
-    data, _, _ = built
+    data, _ = built
     seen, unseen = set(data.seen), set(data.unseen)
     assert not seen & unseen and seen | unseen == set(range(len(data.classes)))
     scripts = data.extra["scripts"]
@@ -156,7 +153,7 @@ LOOKALIKES = [
 
 
 def test_known_lookalikes_are_one_class(built):
-    data, _, _ = built
+    data, _ = built
     index = {n: i for i, n in enumerate(data.class_names)}
     unseen = set(data.unseen)
     for group in LOOKALIKES:
@@ -168,7 +165,7 @@ def test_known_lookalikes_are_one_class(built):
 
 def _independent_render(font, ch: str) -> np.ndarray:
     """DejaVu Sans, tight box scaled to 23 of 32 px, centred, blurred; standardised (an implementation
-    independent of glyphs.py: other resampling, other blur, other fill)."""
+    independent of glyph_drawing.py: other resampling, other blur, other fill)."""
     im = Image.new("L", (400, 400))
     ImageDraw.Draw(im).text((100, 100), ch, font=font, fill=255)
     im = im.crop(im.getbbox())
@@ -183,7 +180,7 @@ def _independent_render(font, ch: str) -> np.ndarray:
 
 
 def test_no_unseen_class_is_a_near_copy_of_a_seen_class(built):
-    data, _, _ = built
+    data, _ = built
     font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 160)
     vecs = np.stack([_independent_render(font, n.split(":", 1)[1]) for n in data.class_names])
     # The check is sharp: known look-alikes that the dedup removed score >= 0.97 under it ...
@@ -203,7 +200,7 @@ def test_no_unseen_class_is_a_near_copy_of_a_seen_class(built):
 # -- determinism and cache -----------------------------------------------------------------------------------
 
 def test_build_is_deterministic_and_cached(built, tmp_path_factory, monkeypatch):
-    data, cache_a, _ = built
+    data, cache_a = built
     cache_b = tmp_path_factory.mktemp("glyphs-b")
     other = load_dataset(_cfg(), cache_b)
     file_a = glyphs.cache_path(cache_a, 32, 20)
@@ -213,14 +210,12 @@ def test_build_is_deterministic_and_cached(built, tmp_path_factory, monkeypatch)
     assert all(np.array_equal(x, y) for x, y in zip(data.classes, other.classes))
     assert not list((cache_a / "glyphs").glob(".*tmp"))          # the atomic write left no temporary file
 
-    # A second load reads the cache: no build, fast, identical.
+    # A second load reads the cache: nothing is drawn, the images are identical.
     def no_build(*args, **kwargs):
         raise AssertionError("the cached dataset was rebuilt")
 
-    monkeypatch.setattr(glyphs, "build", no_build)
-    start = time.perf_counter()
+    monkeypatch.setattr(glyphs, "draw_dataset", no_build)
     again = load_dataset(_cfg(), cache_a)
-    assert time.perf_counter() - start < 2.0
     assert again.class_names == data.class_names and again.seen == data.seen and again.unseen == data.unseen
     assert all(np.array_equal(x, y) for x, y in zip(data.classes, again.classes))
 
@@ -240,7 +235,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 
 @pytest.mark.parametrize("size", [28, 64])
 def test_other_sizes_draw_the_same_drawers(built, size, tmp_path_factory):
-    data, _, _ = built
+    data, _ = built
     small = load_dataset(_cfg(image_size=size, glyph_images_per_class=3), tmp_path_factory.mktemp(f"g{size}"))
     assert small.info.image_size == size and small.class_names == data.class_names
     assert all(arr.shape == (3, size, size, 1) and arr.dtype == np.uint8 for arr in small.classes)
@@ -255,14 +250,14 @@ def test_other_sizes_draw_the_same_drawers(built, size, tmp_path_factory):
 
 
 def test_fewer_drawers_are_a_prefix(built, tmp_path):
-    data, _, _ = built
+    data, _ = built
     few = load_dataset(_cfg(glyph_images_per_class=3), tmp_path)
     for x, y in zip(few.classes, data.classes):
         assert np.abs(x.astype(int) - y[:3].astype(int)).max() <= 1
 
 
 def test_three_channels_replicate_gray(built):
-    data, cache, _ = built
+    data, cache = built
     rgb = load_dataset(_cfg(channels=3), cache)
     assert rgb.info.channels == 3
     for gray, col in zip(data.classes[:20], rgb.classes[:20]):
@@ -276,8 +271,25 @@ def test_three_channels_replicate_gray(built):
     ({"channels": 2}, "grayscale"),
     ({"glyph_images_per_class": 0}, "glyph_images_per_class"),
     ({"num_seen_classes": 100}, "split by script"),
+    ({"num_unseen_classes": 10}, "split by script"),
 ])
 def test_bad_settings_are_user_errors(tmp_path, over, words):
     with pytest.raises(UserError, match=words):
         load_dataset(_cfg(**over), tmp_path)
     assert not (tmp_path / "glyphs").exists()           # rejected before anything was built
+
+
+# -- the split generator is maintenance, not runtime -----------------------------------------------------------
+
+def test_nothing_in_the_package_imports_the_split_generator():
+    from test_imports import import_graph
+
+    graph, _ = import_graph()
+    importers = sorted(name for name, targets in graph.items() if "fsgen_bench.data.glyph_split" in targets)
+    assert importers == [] and "fsgen_bench.data.readers.glyphs" in graph
+
+
+@pytest.mark.slow
+def test_regenerating_the_split_gives_the_committed_file():
+    """The generator (about 20 s) still produces exactly the committed split: same classes, same order."""
+    assert glyph_split.generate_split() == json.loads(glyphs.SPLIT_FILE.read_text(encoding="utf-8"))

@@ -12,9 +12,9 @@ import torch
 
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.records import MetricRecord
+from fsgen_bench.runner.loggers import (build_logger, finish_logger, log_images, log_leaderboard, log_metrics_table,
+                                        to_uint8_image, wandb_has_credentials, wandb_mode)
 from helpers import read_wandb_run, wait_for_exit_record
-from fsgen_bench.loggers import (build_logger, finish_logger, log_images, log_leaderboard, log_metrics_table,
-                                 to_uint8_image, wandb_has_credentials, wandb_mode)
 
 
 def cfg(kind="csv", **logger):

@@ -103,7 +103,7 @@ def test_trains_with_its_own_losses_and_round_trips(tmp_path):
 def test_presets_build():
     from fsgen_bench.config import resolve
     from fsgen_bench.data.source import DatasetInfo
-    from fsgen_bench.run import build_method
+    from fsgen_bench.runner.build import build_method
 
     info = DatasetInfo(name="glyphs", channels=1, image_size=32, native_size=None, num_classes=10, num_seen=8,
                        origin="test")

@@ -16,7 +16,7 @@ import pytest
 import torchvision.datasets
 from PIL import Image
 
-from fsgen_bench.data import readers
+from fsgen_bench.data.readers import decode
 from fsgen_bench.data.source import DATASETS, load_dataset
 from fsgen_bench.errors import UserError
 
@@ -182,7 +182,7 @@ def test_folder_tree_sizes_channels_and_cache(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(readers, "_decode_one", boom)
+    monkeypatch.setattr(decode, "decode_one", boom)
     again = load(cfg("folder", path=str(root), image_size=8, channels=3, num_seen_classes=2), cache)
     for a, b in zip(again.classes, ci.classes):
         np.testing.assert_array_equal(a, b)

@@ -11,12 +11,14 @@ import yaml
 
 from fsgen_bench.config import configs_dir
 from fsgen_bench.errors import UserError
-from fsgen_bench.eval.records import MetricRecord, append_records, read_records, records_path
-from fsgen_bench.suite import (Cell, cell_run_id, dataset_slug, is_done, load_suite, overrides_hash, parse_shard,
-                               parse_suite, run_suite, select_shard)
+from fsgen_bench.eval.records import MetricRecord, append_records, read_records
+from fsgen_bench.methods import METHODS
+from fsgen_bench.runner.identity import RunIdentity, cell_run_id, dataset_slug, overrides_hash
+from fsgen_bench.runner.suite import load_suite, parse_shard, parse_suite, run_suite, select_shard
 
 SUITES = Path(__file__).resolve().parents[1] / "configs" / "suites"
-ALL_METHODS = ["f2gan", "matchinggan", "dagan", "figr", "gmn", "copy-support", "noise"]
+ALL_METHODS = METHODS.names()        # a new method needs no edit here
+FAKE_FID = {"f2gan": 10.0, "noise": 70.0}
 
 
 @pytest.fixture
@@ -41,27 +43,34 @@ class FakeRunResult:
     status: str = "finished"
 
 
-class FakeRunner:
-    """Stands in for run_experiment: records one FID per call, like the real one appends its records."""
+def is_done(results: Path, run_id: str) -> bool:
+    return RunIdentity(run_id=run_id, results_dir=results, dataset="glyphs").is_done()
 
-    def __init__(self, fail_methods=()):
+
+class FakeRunner:
+    """Stands in for run_experiment: records one FID per call and marks the run DONE, as the real one does
+    (``write_dones=False``: a run function that forgets its marker)."""
+
+    def __init__(self, fail_methods=(), write_dones=True):
         self.calls: list[dict] = []
         self.fail_methods = set(fail_methods)
+        self.write_dones = write_dones
 
     def __call__(self, cfg, *, resume=True):
         self.calls.append(cfg)
         run = cfg["run"]
         if run["method"] in self.fail_methods:
             raise RuntimeError(f"{run['method']} diverged")
-        results = Path(run["results_dir"])
-        run_dir = results / "runs" / run["name"]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        value = 10.0 * (1 + ALL_METHODS.index(run["method"])) + run["seed"]
-        rec = MetricRecord(run_id=run["name"], method=run["method"], dataset=cfg["data"]["name"],
+        identity = RunIdentity.of(cfg)
+        identity.run_dir.mkdir(parents=True, exist_ok=True)
+        value = FAKE_FID.get(run["method"], 50.0) + run["seed"]
+        rec = MetricRecord(run_id=identity.run_id, method=run["method"], dataset=identity.dataset,
                            protocol=f"{cfg['eval']['protocol']}@v1", metric="fid", backbone="domain", value=value,
                            seed=run["seed"], preset=run["preset"], timestamp=1000.0 + len(self.calls))
-        append_records([rec], records_path(results, rec.dataset, rec.protocol))
-        return FakeRunResult(run_dir=run_dir, records=[rec])
+        append_records([rec], identity.records_path(rec.protocol))
+        if self.write_dones:
+            identity.write_done({"run_id": identity.run_id})
+        return FakeRunResult(run_dir=identity.run_dir, records=[rec])
 
 
 def write_suite(tmp_path, **data) -> Path:
@@ -74,7 +83,7 @@ def write_suite(tmp_path, **data) -> Path:
 
 
 def test_duration_text():
-    from fsgen_bench.suite import _duration
+    from fsgen_bench.runner.suite import _duration
 
     assert [_duration(s) for s in (5, 95, 7300)] == ["5 s", "1 min 35 s", "2 h 01 min"]
 
@@ -92,21 +101,11 @@ def test_cell_run_id_rule():
     assert overrides_hash(["a=1", "b=2"]) != overrides_hash(["b=2", "a=1"])
 
 
-def test_cell_run_id_matches_the_runner():
-    run = pytest.importorskip("fsgen_bench.run")
-    cases = [("f2gan", "glyphs", "quick", 0, []),
-             ("dagan", "npy:/x/vgg_face_data_rgb.npy", None, 3, ["eval.protocol=f2gan"]),
-             ("gmn", "folder:/d/my faces/", "paper", 1, ["train.max_epochs=2", "data.image_size=64"])]
-    for method, dataset, preset, seed, overrides in cases:
-        assert cell_run_id(method, dataset, preset, seed, overrides) == \
-            run.cell_run_id(method, dataset, preset, seed, overrides)
-
-
 def test_runs_every_cell_then_resumes_without_rerunning(tmp_path, config_root):
     suite = write_suite(tmp_path)
     results = tmp_path / "results"
     runner = FakeRunner()
-    result = run_suite(suite, results_dir=results, run_fn=runner, config_root=config_root)
+    result = run_suite(suite, runner, results_dir=results, config_root=config_root)
 
     assert result.exit_code == 0 and result.ok
     assert [c.cell.run_id for c in result.cells] == [
@@ -122,7 +121,7 @@ def test_runs_every_cell_then_resumes_without_rerunning(tmp_path, config_root):
     assert result.leaderboard
 
     again = FakeRunner()
-    second = run_suite(suite, results_dir=results, run_fn=again, config_root=config_root)
+    second = run_suite(suite, again, results_dir=results, config_root=config_root)
     assert again.calls == [] and [c.status for c in second.cells] == ["skipped"] * 4
     assert len(read_records(results / "records")) == 4
 
@@ -132,11 +131,11 @@ def test_logger_choice_reaches_every_cell_without_changing_run_ids(tmp_path, con
     results = tmp_path / "results"
     monkeypatch.setenv("WANDB_MODE", "disabled")    # the leaderboard Table at the end is a no-op when disabled
     runner = FakeRunner()
-    run_suite(suite, results_dir=results, run_fn=runner, config_root=config_root, logger="wandb")
+    run_suite(suite, runner, results_dir=results, config_root=config_root, logger="wandb")
     assert [cfg["logger"]["kind"] for cfg in runner.calls] == ["wandb"] * 4
     assert [cfg["run"]["name"] for cfg in runner.calls][0] == "f2gan-glyphs-smoke-s0"
     with pytest.raises(UserError, match="csv, wandb, none"):
-        run_suite(suite, results_dir=tmp_path / "other", run_fn=FakeRunner(), config_root=config_root,
+        run_suite(suite, FakeRunner(), results_dir=tmp_path / "other", config_root=config_root,
                   logger="tensorboard")
     assert not (tmp_path / "other").exists()
 
@@ -148,7 +147,7 @@ def test_with_wandb_the_suite_ends_with_the_leaderboard_as_a_wandb_table(tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path))          # no credentials or settings from the machine
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     results = tmp_path / "results"
-    run_suite(write_suite(tmp_path), results_dir=results, run_fn=FakeRunner(), config_root=config_root,
+    run_suite(write_suite(tmp_path), FakeRunner(), results_dir=results, config_root=config_root,
               logger="wandb")
     (table_file,) = results.glob("wandb/offline-run-*/files/media/table/leaderboard/glyphs/*.table.json")
     table = json.loads(table_file.read_text())
@@ -160,7 +159,7 @@ def test_with_wandb_the_suite_ends_with_the_leaderboard_as_a_wandb_table(tmp_pat
 def test_a_failing_cell_is_reported_and_the_suite_goes_on(tmp_path, config_root, capsys):
     suite = write_suite(tmp_path)
     results = tmp_path / "results"
-    result = run_suite(suite, results_dir=results, run_fn=FakeRunner(fail_methods={"f2gan"}), config_root=config_root)
+    result = run_suite(suite, FakeRunner(fail_methods={"f2gan"}), results_dir=results, config_root=config_root)
     assert result.exit_code == 1 and not result.ok
     assert [c.status for c in result.cells] == ["failed", "finished", "failed", "finished"]
     assert "RuntimeError: f2gan diverged" in result.failed[0].error
@@ -173,15 +172,27 @@ def test_a_failing_cell_is_reported_and_the_suite_goes_on(tmp_path, config_root,
 
     # the rerun runs only the failed cells
     retry = FakeRunner()
-    second = run_suite(suite, results_dir=results, run_fn=retry, config_root=config_root)
+    second = run_suite(suite, retry, results_dir=results, config_root=config_root)
     assert sorted(c["run"]["name"] for c in retry.calls) == ["f2gan-glyphs-smoke-s0", "f2gan-glyphs-smoke-s1"]
     assert second.exit_code == 0
+
+
+def test_a_run_function_without_its_done_marker_is_rerun(tmp_path, config_root, capsys):
+    """The DONE marker is the run function's (run_experiment writes it once); the suite only reads it."""
+    suite = write_suite(tmp_path, methods=["noise"], seeds=[0])
+    results = tmp_path / "results"
+    result = run_suite(suite, FakeRunner(write_dones=False), results_dir=results, config_root=config_root)
+    assert [c.status for c in result.cells] == ["finished"] and not is_done(results, "noise-glyphs-smoke-s0")
+    assert "without its DONE marker" in capsys.readouterr().err
+    again = FakeRunner()
+    run_suite(suite, again, results_dir=results, config_root=config_root)
+    assert len(again.calls) == 1 and is_done(results, "noise-glyphs-smoke-s0")
 
 
 def test_fail_fast_stops_at_the_first_failure(tmp_path, config_root):
     suite = write_suite(tmp_path)
     runner = FakeRunner(fail_methods={"f2gan"})
-    result = run_suite(suite, results_dir=tmp_path / "results", run_fn=runner, config_root=config_root, fail_fast=True)
+    result = run_suite(suite, runner, results_dir=tmp_path / "results", config_root=config_root, fail_fast=True)
     assert len(runner.calls) == 1 and result.stopped_early and result.exit_code == 1
     assert not (tmp_path / "results" / "leaderboard.md").exists()
 
@@ -192,7 +203,7 @@ def test_shards_partition_the_cells(tmp_path, config_root):
     seen = []
     for i in range(3):
         runner = FakeRunner()
-        run_suite(suite, results_dir=results, run_fn=runner, shard=(i, 3), config_root=config_root)
+        run_suite(suite, runner, results_dir=results, shard=(i, 3), config_root=config_root)
         seen.append([c["run"]["name"] for c in runner.calls])
     flat = [name for shard in seen for name in shard]
     assert len(flat) == 6 and len(set(flat)) == 6 and all(len(s) == 2 for s in seen)
@@ -206,8 +217,8 @@ def test_shards_partition_the_cells(tmp_path, config_root):
 def test_dry_run_resolves_and_lists_without_running(tmp_path, config_root, capsys):
     suite = write_suite(tmp_path, set=["train.max_epochs=2"], protocol="f2gan")
     results = tmp_path / "results"
-    result = run_suite(suite, results_dir=results, dry_run=True, config_root=config_root,
-                       run_fn=lambda *a, **k: pytest.fail("dry run must not run"))
+    result = run_suite(suite, lambda *a, **k: pytest.fail("dry run must not run"), results_dir=results,
+                       dry_run=True, config_root=config_root)
     digest = overrides_hash(["train.max_epochs=2", "eval.protocol=f2gan"])
     assert [c.cell.run_id for c in result.cells][0] == f"f2gan-glyphs-smoke-s0-{digest}"
     assert {c.status for c in result.cells} == {"pending"} and not results.exists()
@@ -215,7 +226,7 @@ def test_dry_run_resolves_and_lists_without_running(tmp_path, config_root, capsy
 
 
 def test_the_default_protocol_does_not_change_run_ids(tmp_path, config_root):
-    result = run_suite(write_suite(tmp_path, protocol="clean"), results_dir=tmp_path / "r", dry_run=True,
+    result = run_suite(write_suite(tmp_path, protocol="clean"), FakeRunner(), results_dir=tmp_path / "r", dry_run=True,
                        config_root=config_root)
     assert result.cells[0].cell.run_id == "f2gan-glyphs-smoke-s0"   # the same folder as `fsgen-bench run`
 
@@ -239,7 +250,7 @@ def test_bad_suite_files_are_user_errors(tmp_path, config_root):
     # a typo in a method name fails before any cell runs
     runner = FakeRunner()
     with pytest.raises(UserError, match="unknown method"):
-        run_suite(write_suite(tmp_path, methods=["f2gan", "f3gan"]), results_dir=tmp_path / "r", run_fn=runner,
+        run_suite(write_suite(tmp_path, methods=["f2gan", "f3gan"]), runner, results_dir=tmp_path / "r",
                   config_root=config_root)
     assert runner.calls == []
 
@@ -247,11 +258,15 @@ def test_bad_suite_files_are_user_errors(tmp_path, config_root):
 @pytest.mark.parametrize("name,cells", [("glyphs-quick", 21), ("paper", 105)])
 def test_shipped_suites_resolve(name, cells, config_root, tmp_path):
     suite = load_suite(SUITES / f"{name}.yaml")
-    assert set(suite.methods) == set(ALL_METHODS)
+    assert set(suite.methods) <= set(ALL_METHODS) and {"f2gan", "copy-support", "noise"} <= set(suite.methods)
     assert list(suite.seeds) == [0, 1, 2]
-    result = run_suite(SUITES / f"{name}.yaml", results_dir=tmp_path / "r", dry_run=True, config_root=config_root)
-    assert len(result.cells) == cells
-    assert all(isinstance(c.cell, Cell) for c in result.cells)
+    result = run_suite(SUITES / f"{name}.yaml", FakeRunner(), results_dir=tmp_path / "r", dry_run=True,
+                       config_root=config_root)
+    assert len(result.cells) == cells and len({c.cell.run_id for c in result.cells}) == cells   # one folder each
+    # run order: every method of the first seed before the next seed (an early stop already has a full table)
+    first = result.cells[:len(suite.methods)]
+    assert [c.cell.method for c in first] == list(suite.methods) and {c.cell.seed for c in first} == {0}
+    assert suite.results_dir == "results"      # a shipped suite writes the committed folder, not outputs/
     if name == "glyphs-quick":
         assert result.cells[0].cell.run_id == "f2gan-glyphs-quick-s0"
         assert suite.presets == ("quick",) and suite.datasets == ("glyphs",) and suite.protocol == "clean"

@@ -18,11 +18,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from fsgen_bench.atomic import atomic_write
 from fsgen_bench.errors import UserError
 
 
@@ -122,6 +124,7 @@ def resolve(
     if not ds_file.is_file():
         known = sorted(p.stem for p in (root / "datasets").glob("*.yaml"))
         raise UserError(f"unknown dataset {dataset!r}; known datasets: {', '.join(known)} (or npy:PATH, folder:PATH)")
+    # Imported here: the methods pull in Lightning, and the CLI reads configs (`datasets`) without them.
     from fsgen_bench.methods import METHODS
 
     if method not in METHODS:
@@ -183,17 +186,13 @@ def config_hash(cfg: dict) -> str:
 
 
 def dump(cfg: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
+    """The resolved config as YAML, written atomically (a run folder's config.yaml)."""
+    with atomic_write(path) as fh:
         yaml.safe_dump(cfg, fh, sort_keys=False)
-    tmp.replace(path)
 
 
 def cache_dir(cfg: dict | None = None) -> Path:
     """Where derived data is cached: ``run.cache_dir``, else $FSGEN_CACHE, else ~/.cache/fsgen-bench."""
-    import os
-
     if cfg is not None and cfg.get("run", {}).get("cache_dir"):
         return Path(cfg["run"]["cache_dir"]).expanduser()
     if os.environ.get("FSGEN_CACHE"):

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.utils import make_grid
+
+from fsgen_bench.atomic import atomic_path
 
 
 def support_grid(support: torch.Tensor, fake: torch.Tensor, *, gap: int = 1) -> np.ndarray:
@@ -26,11 +29,7 @@ def support_grid(support: torch.Tensor, fake: torch.Tensor, *, gap: int = 1) -> 
 
 
 def save_png(image: np.ndarray, path: Path) -> Path:
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(image).save(tmp)
-    tmp.replace(path)
-    return path
+    """Write a uint8 HxW or HxWx3 array as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return Path(path)

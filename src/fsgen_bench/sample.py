@@ -16,6 +16,7 @@ from fsgen_bench.data.evalplan import EvalPlan
 from fsgen_bench.errors import UserError
 from fsgen_bench.figures import save_png, support_grid
 from fsgen_bench.methods import METHODS
+from fsgen_bench.runner.build import build_datamodule, build_method
 
 
 def _run_dir_of(ckpt: Path) -> Path:
@@ -24,13 +25,11 @@ def _run_dir_of(ckpt: Path) -> Path:
 
 def write_figures(*, run_dir: Path | None, ckpt: Path | None, out_dir: Path | None, num_classes: int = 8,
                   num_generated: int = 8) -> list[Path]:
-    from fsgen_bench.run import build_datamodule, build_method
-
     if run_dir is None:
         run_dir = _run_dir_of(ckpt)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass --run results/runs/<run>")
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass --run <results>/runs/<run_id>")
     cfg = load_yaml(cfg_path)
     cls = METHODS.get(cfg["run"]["method"])
     datamodule = build_datamodule(cfg)

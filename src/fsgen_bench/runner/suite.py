@@ -9,20 +9,19 @@ A suite file (configs/suites/*.yaml)::
     seeds: [0, 1, 2]               # optional; default: [0]
     protocol: clean                # optional; default: the configs' eval.protocol
     set: [train.max_epochs=2]      # optional; --set overrides applied to every cell
-    results_dir: results           # optional; relative to the working directory
+    results_dir: results           # optional; relative to the working directory (default: run.results_dir)
 
-Every cell is one ``run_experiment`` call with a deterministic run id (``cell_run_id``), so the suite and a
-plain ``fsgen-bench run`` of the same cell share one run folder. A cell is finished when its folder holds the
-``DONE`` marker, written atomically after run_experiment returned (and so after its records were appended);
-a rerun skips finished cells and restarts the others, which resume from their own checkpoints. ``shard=(i, n)``
-runs cells i, i+n, i+2n, ... (0-based), so n processes or machines can split one suite.
+Every cell is one call of the run function the suite is given (``fsgen-bench bench`` gives it
+:func:`fsgen_bench.runner.run.run_experiment`), with a deterministic run id (``cell_run_id``), so a cell and a
+plain ``fsgen-bench run --results <the suite's folder>`` of the same configuration share one run folder. A cell
+is finished when its folder holds the ``DONE`` marker, which the run function writes after the records were
+appended (:mod:`fsgen_bench.runner.identity`); a rerun skips finished cells and restarts the others, which
+resume from their own checkpoints. ``shard=(i, n)`` runs cells i, i+n, i+2n, ... (0-based), so n processes or
+machines can split one suite.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import sys
 import time
 import traceback
@@ -30,24 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tqdm import tqdm
+
+from fsgen_bench import leaderboard
+from fsgen_bench.config import configs_dir, load_yaml, resolve
 from fsgen_bench.errors import UserError
+from fsgen_bench.eval.protocols import get_protocol
+from fsgen_bench.eval.records import read_records
+from fsgen_bench.progress import progress
+from fsgen_bench.runner import loggers
+from fsgen_bench.runner.identity import DONE_MARKER, RunIdentity, cell_run_id, check_results_dir, is_global_zero
 
 SUITE_KEYS = ("name", "description", "methods", "datasets", "presets", "seeds", "protocol", "set", "results_dir")
-DONE_MARKER = "DONE"
-
-
-# ----------------------------------------------------------------------------------------------- run ids
-
-def dataset_slug(dataset: str) -> str:
-    """The dataset part of a run id: ``glyphs`` -> ``glyphs``; ``npy:/data/x.npy`` -> ``npy-x``;
-    ``folder:/data/faces/`` -> ``folder-faces`` (the same rule as fsgen_bench.run.dataset_slug)."""
-    if ":" not in dataset:
-        return dataset
-    kind, _, path = dataset.partition(":")
-    stem = Path(path.rstrip("/")).name
-    if kind == "npy" and stem.endswith(".npy"):
-        stem = stem[: -len(".npy")]
-    return f"{kind}-{stem}"
+# A cell's run function: run_fn(cfg, resume=True) -> an object with `run_dir`, `records` and `status`
+# ("finished" | "skipped"), which writes the cell's DONE marker when the cell finished (run_experiment does).
+RunFn = Callable[..., Any]
 
 
 def check_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
@@ -56,25 +52,6 @@ def check_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (example: train.max_epochs=2)")
     return list(overrides)
-
-
-def overrides_hash(overrides: tuple[str, ...] | list[str]) -> str | None:
-    """8 hex characters of sha256 over the overrides joined by newlines, in order; None when there are none.
-
-    Order is kept because it is what the CLI does (``--set`` flags, then ``--protocol``): the same command line
-    and the same suite cell name the same folder.
-    """
-    if not overrides:
-        return None
-    return hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
-
-
-def cell_run_id(method: str, dataset: str, preset: str | None, seed: int,
-                overrides: tuple[str, ...] | list[str] = ()) -> str:
-    """``<method>-<dataset slug>-<preset or 'default'>-s<seed>[-<overrides hash>]``."""
-    name = f"{method}-{dataset_slug(dataset)}-{preset or 'default'}-s{int(seed)}"
-    digest = overrides_hash(overrides)
-    return f"{name}-{digest}" if digest else name
 
 
 # ----------------------------------------------------------------------------------------------- suite file
@@ -153,8 +130,6 @@ def parse_suite(data: Any, *, where: str = "suite", path: Path | None = None) ->
     check_overrides(overrides)
     protocol = data.get("protocol")
     if protocol is not None:
-        from fsgen_bench.eval.protocols import get_protocol
-
         get_protocol(str(protocol))
     name = data.get("name") or (path.stem if path else "suite")
     return Suite(
@@ -166,8 +141,6 @@ def parse_suite(data: Any, *, where: str = "suite", path: Path | None = None) ->
 
 
 def load_suite(path: Path) -> Suite:
-    from fsgen_bench.config import configs_dir, load_yaml
-
     path = Path(path)
     if not path.is_file() and path.suffix == "" and len(path.parts) == 1:
         shipped = configs_dir() / "suites" / f"{path}.yaml"     # a bare name: a suite that ships with the package
@@ -202,27 +175,6 @@ def select_shard(items: list, shard: tuple[int, int] | None) -> list:
         return list(items)
     i, n = check_shard(shard)
     return list(items)[i::n]
-
-
-# ----------------------------------------------------------------------------------------------- markers
-
-def run_dir_for(results_dir: Path, run_id: str) -> Path:
-    return Path(results_dir) / "runs" / run_id
-
-
-def is_done(results_dir: Path, run_id: str) -> bool:
-    return (run_dir_for(results_dir, run_id) / DONE_MARKER).is_file()
-
-
-def mark_done(results_dir: Path, run_id: str, info: dict) -> Path:
-    """Write the DONE marker atomically (temp file + rename): a crash leaves no marker, never half of one."""
-    directory = run_dir_for(results_dir, run_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / DONE_MARKER
-    tmp = directory / f".{DONE_MARKER}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info, sort_keys=True, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -279,21 +231,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def _default_run_fn() -> Callable:
-    from fsgen_bench.run import run_experiment  # imported late: the runner pulls in Lightning and the methods
-
-    return run_experiment
-
-
 def plan_cells(suite: Suite, *, results_dir: Path | None = None,
                config_root: Path | None = None) -> list[tuple[Cell, dict]]:
     """Resolve every cell's config before anything runs, so a typo fails in seconds, not after hours.
 
-    Each config gets ``run.results_dir`` (when given) and ``run.name``, the cell's run id, which
-    run_experiment uses as its folder name.
+    Each config gets ``run.results_dir`` (when given) and ``run.name``, the cell's run id, which names the
+    cell's run folder (RunIdentity.of).
     """
-    from fsgen_bench.config import resolve
-
     planned = []
     for method, dataset, preset, seed in suite.grid():
         overrides = list(suite.overrides)
@@ -305,8 +249,7 @@ def plan_cells(suite: Suite, *, results_dir: Path | None = None,
             overrides.append(f"eval.protocol={suite.protocol}")
             cfg = resolve(method=method, dataset=dataset, preset=preset, overrides=overrides, seed=seed,
                           root=config_root)
-        cell = Cell(method=method, dataset=dataset, preset=preset, seed=seed,
-                    overrides=tuple(overrides))
+        cell = Cell(method=method, dataset=dataset, preset=preset, seed=seed, overrides=tuple(overrides))
         if results_dir is not None:
             cfg["run"]["results_dir"] = str(results_dir)
         cfg["run"]["name"] = cell.run_id
@@ -314,47 +257,38 @@ def plan_cells(suite: Suite, *, results_dir: Path | None = None,
     return planned
 
 
-def _is_global_zero() -> bool:
-    env = os.environ
-    return all(int(env.get(name, "0") or 0) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
-
-
 def _echo(text: str, *, err: bool = False) -> None:
-    from tqdm import tqdm
-
     # tqdm.write keeps an active progress bar intact below the line
     tqdm.write(text, file=sys.stderr if err else sys.stdout)
 
 
 def run_suite(
     path: Path,
+    run_fn: RunFn,
     *,
     results_dir: Path | None = None,
-    run_fn: Callable | None = None,
     shard: tuple[int, int] | None = None,
     dry_run: bool = False,
     fail_fast: bool = False,
     config_root: Path | None = None,
     logger: str | None = None,
 ) -> SuiteResult:
-    """Run (or resume) every cell of a suite, or shard i of n of them; then rebuild the leaderboards.
+    """Run (or resume) every cell of a suite, or shard i of n of them, with ``run_fn``; then rebuild the
+    leaderboards from the suite folder's records.
 
-    ``run_fn(cfg, resume=True)`` returns an object with ``run_dir``, ``records`` and ``status``; it defaults
-    to ``fsgen_bench.run.run_experiment``. A failing cell is reported and the suite goes on (``fail_fast``
-    stops instead); ``SuiteResult.exit_code`` is non-zero when any cell failed. ``dry_run`` resolves every
-    config and prints the plan without running anything. ``logger`` (csv | wandb | none) replaces every cell's
-    ``logger.kind``; like the results folder it is not part of the run ids, so switching it resumes the same cells.
+    ``run_fn(cfg, resume=True)`` is called once per cell that has no DONE marker (see ``RunFn``). A failing
+    cell is reported and the suite goes on (``fail_fast`` stops instead); ``SuiteResult.exit_code`` is non-zero
+    when any cell failed. ``dry_run`` resolves every config and prints the plan without running anything.
+    ``logger`` (csv | wandb | none) replaces every cell's ``logger.kind``; like the results folder it is not part
+    of the run ids, so switching it resumes the same cells.
     """
-    from fsgen_bench import leaderboard, loggers
-    from fsgen_bench.progress import progress
-
     suite = load_suite(Path(path))
     if shard is not None:
         check_shard(shard)
     if results_dir is None and suite.results_dir:
         results_dir = Path(suite.results_dir)
     everything = plan_cells(suite, results_dir=results_dir, config_root=config_root)
-    # without an explicit folder, the configs' own run.results_dir (default: results/) decides
+    # without an explicit folder, the configs' own run.results_dir decides
     results_dir = Path(results_dir if results_dir is not None else everything[0][1]["run"]["results_dir"])
     if logger is not None:
         loggers.logger_kind({"logger": {"kind": logger}})   # an unknown kind fails here, before any cell runs
@@ -362,37 +296,37 @@ def run_suite(
         cfg["run"]["results_dir"] = str(results_dir)
         if logger is not None:
             cfg["logger"]["kind"] = logger
-    planned = select_shard(everything, shard)
+    planned = [(cell, RunIdentity.of(cfg), cfg) for cell, cfg in select_shard(everything, shard)]
     result = SuiteResult(suite=suite, results_dir=results_dir, shard=shard, dry_run=dry_run)
-    done = [(c, cfg) for c, cfg in planned if is_done(results_dir, c.run_id)]
-    pending = [(c, cfg) for c, cfg in planned if not is_done(results_dir, c.run_id)]
 
     if dry_run:
-        for cell, _ in planned:
-            status = "done" if is_done(results_dir, cell.run_id) else "pending"
-            result.cells.append(CellResult(cell=cell, status=status, run_dir=run_dir_for(results_dir, cell.run_id)))
+        for cell, identity, _ in planned:
+            status = "done" if identity.is_done() else "pending"
+            result.cells.append(CellResult(cell=cell, status=status, run_dir=identity.run_dir))
             _echo(f"{status:8s} {cell.run_id}")
         _echo(result.summary())
         return result
 
-    for cell, _ in done:
-        result.cells.append(CellResult(cell=cell, status="skipped", run_dir=run_dir_for(results_dir, cell.run_id)))
+    check_results_dir(results_dir)
+    done = [(c, ident, cfg) for c, ident, cfg in planned if ident.is_done()]
+    pending = [(c, ident, cfg) for c, ident, cfg in planned if not ident.is_done()]
+    for cell, identity, _ in done:
+        result.cells.append(CellResult(cell=cell, status="skipped", run_dir=identity.run_dir))
     if done:
-        _echo(f"{len(done)} of {len(planned)} cells already finished (DONE marker); skipping them")
+        _echo(f"{len(done)} of {len(planned)} cells already finished ({DONE_MARKER} marker); skipping them")
 
-    run_fn = run_fn or _default_run_fn()
     # Lightning's DDP launcher re-executes this command in every extra rank; those ranks train and evaluate
-    # with rank 0 but must not write markers or leaderboards.
-    writer = _is_global_zero()
+    # with rank 0, which alone builds the leaderboards (markers and records are the run function's).
+    writer = is_global_zero()
     total = len(planned)
     # initial=len(done): the bar shows the whole suite, and tqdm's rate (hence the ETA) counts only new work
     shown_tracebacks: set[str] = set()
     bar = progress(pending, desc=f"suite {suite.name}", total=total, initial=len(done), unit="cell")
     try:
-        for index, (cell, cfg) in enumerate(bar, start=len(done) + 1):
+        for index, (cell, identity, cfg) in enumerate(bar, start=len(done) + 1):
             bar.set_postfix_str(cell.run_id, refresh=False)
             start = time.monotonic()
-            cell_result = CellResult(cell=cell, status="failed", run_dir=run_dir_for(results_dir, cell.run_id))
+            cell_result = CellResult(cell=cell, status="failed", run_dir=identity.run_dir)
             try:
                 out = run_fn(cfg, resume=True)
             except Exception as exc:  # a failing cell must not stop the other cells (KeyboardInterrupt does)
@@ -403,24 +337,12 @@ def run_suite(
                     _echo(traceback.format_exc().rstrip(), err=True)
                 loggers.finish_logger(None, exit_code=1)
             else:
-                loggers.finish_logger(None)   # in case the runner left a wandb run open
+                loggers.finish_logger(None)   # in case the run function left a wandb run open
                 cell_result.status = "skipped" if getattr(out, "status", "finished") == "skipped" else "finished"
                 cell_result.records = len(getattr(out, "records", None) or [])
-                actual = getattr(out, "run_dir", None)
-                if actual is not None and Path(actual).name != cell.run_id:
-                    _echo(f"warning: {cell.run_id} ran in {actual}, not in a folder named by its run id; "
-                          f"resuming relies on {run_dir_for(results_dir, cell.run_id)}/{DONE_MARKER}", err=True)
-                cell_result.wall_s = time.monotonic() - start
-                # run_experiment writes its own DONE marker; ours covers a runner that does not, and is the
-                # only one written atomically. An existing marker is left as the runner wrote it.
-                if writer and not is_done(results_dir, cell.run_id):
-                    mark_done(results_dir, cell.run_id, {
-                        "run_id": cell.run_id, "method": cell.method, "dataset": cell.dataset,
-                        "preset": cell.preset, "seed": cell.seed, "overrides": list(cell.overrides),
-                        "status": cell_result.status, "records": cell_result.records,
-                        "run_dir": str(actual) if actual is not None else None,
-                        "wall_time_s": round(cell_result.wall_s, 3), "finished_at": time.time(),
-                    })
+                if writer and not identity.is_done():
+                    _echo(f"warning: {cell.run_id} returned without its {DONE_MARKER} marker "
+                          f"({identity.done_path}); the next run of the suite runs it again", err=True)
             cell_result.wall_s = time.monotonic() - start
             result.cells.append(cell_result)
             line = (f"[{index}/{total}] {cell.run_id}: {cell_result.status} in {cell_result.wall_s:.1f}s"
@@ -439,21 +361,24 @@ def run_suite(
         bar.close()
 
     if not result.stopped_early and writer:
-        records_dir = results_dir / "records"
-        try:
-            result.leaderboard = leaderboard.build(records_dir, results_dir)
-        except UserError as exc:
-            _echo(f"leaderboard not built: {exc}", err=True)
-        else:
-            _echo(f"leaderboard: {results_dir / 'leaderboard.md'}")
-            logger_cfg = planned[0][1].get("logger") if planned else None
-            if logger_cfg and loggers.logger_kind({"logger": logger_cfg}) == "wandb":
-                from fsgen_bench.eval.records import read_records
-
-                loggers.log_leaderboard(logger_cfg, leaderboard.compute_tables(read_records(records_dir)),
-                                        save_dir=results_dir)
+        _build_leaderboard(result, planned[0][2].get("logger") if planned else None)
     if result.failed:
         for c in result.failed:
             _echo(f"failed: {c.cell.run_id}: {c.error}", err=True)
     _echo(result.summary())
     return result
+
+
+def _build_leaderboard(result: SuiteResult, logger_cfg: dict | None) -> None:
+    """The suite folder's leaderboards from all its records (also cells of earlier runs), and with wandb the
+    tables as a wandb run of their own."""
+    records_dir = result.results_dir / "records"
+    try:
+        result.leaderboard = leaderboard.build(records_dir, result.results_dir)
+    except UserError as exc:
+        _echo(f"leaderboard not built: {exc}", err=True)
+        return
+    _echo(f"leaderboard: {result.results_dir / 'leaderboard.md'}")
+    if logger_cfg and loggers.logger_kind({"logger": logger_cfg}) == "wandb":
+        loggers.log_leaderboard(logger_cfg, leaderboard.compute_tables(read_records(records_dir)),
+                                save_dir=result.results_dir)

@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from PIL import Image
 
+from fsgen_bench.atomic import atomic_write
 from fsgen_bench.errors import UserError
+from fsgen_bench.eval.protocols import get_protocol
+from fsgen_bench.runner.identity import dataset_label
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lightning.pytorch.loggers import Logger
-
     from fsgen_bench.eval.records import MetricRecord
 
 LOGGER_KINDS = ("csv", "wandb", "none")
@@ -87,42 +90,26 @@ def wandb_mode(environ: dict | None = None) -> str:
 def _run_fields(cfg: dict) -> tuple[str, str, str | None, int, str]:
     """(method, dataset, preset, seed, protocol) as the run name and group show them."""
     run = cfg.get("run") or {}
-    method = str(run.get("method") or "run")
-    dataset = str((cfg.get("data") or {}).get("name") or run.get("dataset") or "data")
-    if dataset in ("npy", "folder") and run.get("dataset"):
-        # a generic reader: name the group after the file or folder, as the run id does
-        from fsgen_bench.suite import dataset_slug
-
-        dataset = dataset_slug(str(run["dataset"]))
     protocol = str((cfg.get("eval") or {}).get("protocol") or "clean")
     try:
-        from fsgen_bench.eval.protocols import get_protocol
-
         protocol = get_protocol(protocol).id
     except UserError:
         pass  # the runner reports a bad protocol; the logger only needs a label
-    return method, dataset, run.get("preset"), int(run.get("seed") or 0), protocol
+    return str(run.get("method") or "run"), dataset_label(cfg), run.get("preset"), int(run.get("seed") or 0), protocol
 
 
-def build_logger(cfg: dict, run_dir: Path) -> "Logger | None":
+def build_logger(cfg: dict, run_dir: Path) -> Logger | None:
     """The Lightning logger for one run, chosen by ``cfg["logger"]["kind"]`` (csv | wandb | none)."""
     kind = logger_kind(cfg)
     run_dir = Path(run_dir)
     if kind == "none":
         return None
     if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
         return CSVLogger(save_dir=str(run_dir), name="csv")
     return _build_wandb_logger(cfg, run_dir)
 
 
-def _build_wandb_logger(cfg: dict, run_dir: Path) -> "Logger":
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError as exc:  # pragma: no cover - wandb is a dependency
-        raise UserError(f"logger.kind=wandb needs the wandb package ({exc}); pip install wandb, "
-                        f"or use --set logger.kind=csv") from None
+def _build_wandb_logger(cfg: dict, run_dir: Path) -> Logger:
     opts = cfg.get("logger") or {}
     method, dataset, preset, seed, protocol = _run_fields(cfg)
     mode = wandb_mode()
@@ -153,10 +140,6 @@ def _build_wandb_logger(cfg: dict, run_dir: Path) -> "Logger":
 
 
 def _is_wandb(logger: Any) -> bool:
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(logger, WandbLogger)
 
 
@@ -236,8 +219,6 @@ def log_images(logger: Any, key: str, images: Any, step: int | None = None,
         if isinstance(item, (str, Path)):
             shutil.copyfile(item, path)
         else:
-            from PIL import Image
-
             Image.fromarray(to_uint8_image(item)).save(path)
         written.append(path)
     return written
@@ -263,12 +244,10 @@ def log_metrics_table(logger: Any, records: Iterable["MetricRecord"]) -> Path | 
         return None
     base.mkdir(parents=True, exist_ok=True)
     path = base / "eval_metrics.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(_EVAL_COLUMNS)
         writer.writerows(["" if v is None else v for v in _record_row(r)] for r in records)
-    tmp.replace(path)
     return path
 
 

@@ -1,30 +1,30 @@
-"""Training infrastructure shared by every method: atomic checkpoints, a non-finite loss guard, figure logging."""
+"""Training callbacks shared by every method: atomic checkpoints, a non-finite loss guard, figure logging."""
 
 from __future__ import annotations
 
 import math
-import os
+import tempfile
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from fsgen_bench.atomic import atomic_write
+from fsgen_bench.data.datamodule import to_unit_range
 from fsgen_bench.errors import UserError
+from fsgen_bench.figures import support_grid
+from fsgen_bench.runner.loggers import log_images
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to ``<path>.tmp`` then rename: a crash (even SIGKILL) never leaves a half-written checkpoint."""
+    """Write to a temporary file, flush it to disk, then rename: a crash (even SIGKILL) never leaves a
+    half-written checkpoint. One writer (rank 0) per file, so the temporary file has a fixed name and the next
+    save of the same checkpoint reuses one a killed run left behind."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_write(path, "wb", fsync=True, unique=False) as fh:
             torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
 
 
 class NonFiniteLossGuard(L.Callback):
@@ -62,8 +62,6 @@ class FigureCallback(L.Callback):
         self.num = num
 
     def fixed_support(self) -> torch.Tensor:
-        from fsgen_bench.data.datamodule import to_unit_range
-
         rows = []
         for cp in self.plan.classes[: self.num_classes]:
             images = self.datamodule.class_images(cp.class_id)
@@ -73,9 +71,6 @@ class FigureCallback(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if (trainer.current_epoch + 1) % self.every or not trainer.is_global_zero:
             return
-        from fsgen_bench.figures import support_grid
-        from fsgen_bench.loggers import log_images
-
         was_training = pl_module.training
         pl_module.eval()
         support = self.fixed_support().to(pl_module.device)
@@ -94,10 +89,6 @@ class FigureCallback(L.Callback):
         folder and handed to the logger, which copies them (wandb media, or PNGs beside the csv logs)."""
         if trainer.logger is None:
             return
-        import tempfile
-
-        from fsgen_bench.loggers import log_images
-
         was_training = pl_module.training
         pl_module.eval()
         try:
