@@ -259,9 +259,9 @@ def test_offline_download_all_fails_fast_with_one_message(monkeypatch, kind, req
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fsgen-bench")
-    weights_command.add_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
+    from fsgen_bench.cli import build_parser
+
+    return build_parser()
 
 
 def test_download_arguments_are_checked():

@@ -7,6 +7,7 @@ config and calls the runner.
     fsgen-bench sample --run outputs/runs/<run>            # figures from a trained run
     fsgen-bench leaderboard                                # results/*.md, *.csv, figures from the records
     fsgen-bench bench configs/suites/glyphs-quick.yaml     # a grid of runs, resumable
+    fsgen-bench weights [download NAME ...|--all]          # pretrained weight files: present? fetch them
 
 A subcommand is one function decorated with ``@command(name, help, *arguments)``; the parser is built from
 those. Command functions import the runner when they run, so that ``fsgen-bench --help`` does not load
@@ -232,6 +233,20 @@ def cmd_leaderboard(args) -> int:
     for p in build(records, out):
         print(p)
     return 0
+
+
+@command("weights", "list the pretrained weight files (found or missing, SHA-256 check); `weights download "
+                    "NAME ...|--all` fetches them into the torch hub cache (verified, atomic)",
+         arg("action", nargs="?", choices=["download"], help="download: fetch the named files (or --all)"),
+         arg("names", nargs="*", metavar="NAME", help="names from the `fsgen-bench weights` table"),
+         arg("--all", action="store_true", help="with download: every file in the table"),
+         arg("--timeout-s", type=float, default=None, help="with download: seconds for a connection and for each "
+                                                          "read (default 15)"),
+         arg("--no-progress", action="store_true", help="with download: no progress bar"))
+def cmd_weights(args) -> int:
+    from fsgen_bench import weights_command
+
+    return weights_command.run(args)
 
 
 @command("bench", "run a suite (methods x datasets x seeds x presets), resumable",

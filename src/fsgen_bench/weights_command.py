@@ -12,48 +12,35 @@ torch hub cache (``$TORCH_HOME/hub/checkpoints``), verified and atomic (see
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from fsgen_bench.errors import UserError
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``weights`` (and its ``download`` sub-command) to the CLI's sub-parsers."""
-    from fsgen_bench.eval.weights import REGISTRY
-    from fsgen_bench.eval.weights_download import DEFAULT_TIMEOUT_S
-
-    p = subparsers.add_parser("weights", help="list the pretrained weight files (found or missing, SHA-256 check); "
-                                              "`weights download NAME|--all` fetches them")
-    sub = p.add_subparsers(dest="weights_command", metavar="{download}")
-    d = sub.add_parser("download", help="fetch weight files into the torch hub cache (verified, atomic)")
-    d.add_argument("names", nargs="*", metavar="NAME", help=f"one or more of: {', '.join(REGISTRY)}")
-    d.add_argument("--all", action="store_true", help="every file in the `fsgen-bench weights` table")
-    d.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
-                   help=f"seconds for a connection and for each read (default {DEFAULT_TIMEOUT_S:g})")
-    d.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
 def run(args) -> int:
-    if getattr(args, "weights_command", None) == "download":
+    """``args``: ``action`` (None or "download"), ``names``, ``all``, ``timeout_s`` (None: the default), ``no_progress``
+    (the CLI's ``weights`` subcommand builds them)."""
+    if args.action == "download":
         return _download(args)
+    if args.names or args.all:
+        raise UserError("to fetch weights, say `fsgen-bench weights download NAME ...` (or `download --all`)")
     _print_table(_rows())
     return 0
 
 
 def _download(args) -> int:
     from fsgen_bench.eval.weights import REGISTRY
-    from fsgen_bench.eval.weights_download import download_many
+    from fsgen_bench.eval.weights_download import DEFAULT_TIMEOUT_S, download_many
 
     if args.all and args.names:
         raise UserError("give weight names or --all, not both")
     names = list(REGISTRY) if args.all else list(args.names)
     if not names:
         raise UserError(f"name the weights to download ({', '.join(REGISTRY)}) or pass --all")
-    if not args.timeout_s > 0:
-        raise UserError(f"--timeout-s must be positive, got {args.timeout_s}")
-    download_many(names, timeout_s=args.timeout_s, progress=not args.no_progress, log=print)
+    timeout_s = DEFAULT_TIMEOUT_S if args.timeout_s is None else args.timeout_s
+    if not timeout_s > 0:
+        raise UserError(f"--timeout-s must be positive, got {timeout_s}")
+    download_many(names, timeout_s=timeout_s, progress=not args.no_progress, log=print)
     return 0
 
 
