@@ -129,11 +129,10 @@ def test_protocol_id_string_takes_eval_overrides():
 
 
 @pytest.mark.slow
-def test_inception_fid_with_weights_from_the_hub(cache_dir, tmp_path, monkeypatch, random_inception_file):
-    hub = tmp_path / "torch-home" / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    (hub / random_inception_file.name).symlink_to(random_inception_file)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+def test_inception_fid_with_a_named_weights_file(cache_dir, monkeypatch, random_inception_file):
+    # A file named explicitly (here by environment variable) that is not the standard one is used and reported
+    # with standard_weights: false; the same file in the hub cache would be refused as damaged.
+    monkeypatch.setenv("FSGEN_INCEPTION_WEIGHTS", str(random_inception_file))
     records = _eval(copy_support(), cache_dir, eval_cfg={**TINY_EVAL_CFG, "backbones": ["domain", "inception"],
                                                          "fewshot": False, "lowdata": False})
     by = _by_key(records)

@@ -24,6 +24,7 @@ from torch import nn
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval import clip as C
 from fsgen_bench.eval import dinov2 as D
+from fsgen_bench.eval import pretrained as P
 from fsgen_bench.eval import weights as W
 from fsgen_bench.eval.pretrained import build_pretrained_extractor
 
@@ -57,7 +58,7 @@ def _images(n=3, c=3, side=20, seed=0):
 
 
 def test_dinov2_small_extracts_features_from_an_official_layout_file(vits14_file):
-    ext = D.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
+    ext = P.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
     rgb = _images()
     feats = ext.extract(rgb, batch_size=2)
     assert feats.shape == (3, 384) and feats.dtype == torch.float32 and torch.isfinite(feats).all()
@@ -73,7 +74,7 @@ def test_dinov2_small_extracts_features_from_an_official_layout_file(vits14_file
 
 
 def test_dinov2_preprocessing_is_224_px_imagenet_normalised(vits14_file):
-    ext = D.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
+    ext = P.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
     flat = torch.tensor([10, 128, 250], dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 30, 30)
     x = ext.preprocess(flat)                     # a resize keeps a flat image flat: only the normalisation shows
     want = (torch.tensor([10, 128, 250]) / 255.0 - torch.tensor(D.IMAGENET_MEAN)) / torch.tensor(D.IMAGENET_STD)
@@ -149,7 +150,7 @@ def test_dinov2_equals_the_official_implementation(vits14_file, monkeypatch):
         ref = dinov2_vits14(pretrained=False).eval()
     state = torch.load(vits14_file, weights_only=True)
     ref.load_state_dict(state, strict=True)
-    ext = D.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
+    ext = P.DinoV2Features(W.WeightsFile(vits14_file, "option"), name="dinov2-s", device=CPU)
     x = ext.preprocess(_images(side=37))                # 224 px: the 37 x 37 position grid resized to 16 x 16
     with torch.no_grad():
         assert torch.allclose(ext.net(x), ref(x), rtol=0, atol=1e-5)
@@ -175,11 +176,11 @@ def test_dinov2_rejects_a_wrong_or_truncated_file(vits14_file, tmp_path):
     wrong = tmp_path / "wrong.pth"
     torch.save(state, wrong)
     with pytest.raises(UserError, match=r"blocks.0.attn.qkv.weight has shape .*dinov2_vits14_pretrain.pth"):
-        D.DinoV2Features(W.WeightsFile(wrong, "option"), name="dinov2-s", device=CPU)
+        P.DinoV2Features(W.WeightsFile(wrong, "option"), name="dinov2-s", device=CPU)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(vits14_file.read_bytes()[: 10_000_000])
     with pytest.raises(UserError, match="not a loadable DINOv2 ViT-S/14.*no published SHA-256"):
-        D.DinoV2Features(W.WeightsFile(truncated, "hub"), name="dinov2-s", device=CPU)
+        P.DinoV2Features(W.WeightsFile(truncated, "hub"), name="dinov2-s", device=CPU)
 
 
 def test_pretrained_backbones_are_found_like_inception(vits14_file, monkeypatch):
@@ -230,7 +231,7 @@ def test_clip_features_are_torch_fidelitys(tiny_clip_file, monkeypatch):
     from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP
 
     monkeypatch.setitem(C.ARCHS, "vit-l-14-336px", TINY_CLIP)
-    ext = C.ClipFeatures(W.WeightsFile(tiny_clip_file, "option"), device=CPU)
+    ext = P.ClipFeatures(W.WeightsFile(tiny_clip_file, "option"), device=CPU)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = FeatureExtractorCLIP("clip-vit-l-14-336px", ["clip"], feature_extractor_weights_path=str(tiny_clip_file),
@@ -249,7 +250,7 @@ def test_clip_features_are_torch_fidelitys(tiny_clip_file, monkeypatch):
 def test_clip_rejects_another_architecture_and_a_damaged_cache_file(tiny_clip_file):
     # Not patched: the tiny file is not ViT-L/14@336px, and torch-fidelity would have built it anyway.
     with pytest.raises(UserError, match=r"not a CLIP ViT-L/14@336px \(OpenAI\) file: it lacks .*sha256 3035c92b3509"):
-        C.ClipFeatures(W.WeightsFile(tiny_clip_file, "env"), device=CPU)
+        P.ClipFeatures(W.WeightsFile(tiny_clip_file, "env"), device=CPU)
     hub = W.hub_checkpoints_dir()
     hub.mkdir(parents=True)
     (hub / W.REGISTRY["clip"].file).write_bytes(tiny_clip_file.read_bytes())

@@ -12,8 +12,8 @@ and ``forward`` returns the final-norm CLS token (``x_norm_clstoken``; the head 
 
 Preprocessing follows FD_DINOv2 as EDM2 computes it (NVlabs/edm2 ``calculate_metrics.py``, ``DINOv2Detector``,
 ``resize_mode='torch'``, itself modelled on Stein et al.'s dgm-eval): uint8 RGB -> bicubic antialiased resize to
-224 x 224 -> /255 -> ImageNet mean/std. Gray images are repeated to three channels. Features: 1024-d (ViT-L/14,
-backbone ``dinov2``) or 384-d (ViT-S/14, backbone ``dinov2-s``).
+224 x 224 -> /255 -> ImageNet mean/std (``pretrained.DinoV2Features`` does it). Gray images are repeated to three
+channels. Features: 1024-d (ViT-L/14, backbone ``dinov2``) or 384-d (ViT-S/14, backbone ``dinov2-s``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fsgen_bench.errors import UserError
-from fsgen_bench.eval.weights import WeightsFile, get_spec, load_state_dict_file, verify
 
 INPUT_SIDE = 224                               # EDM2 / dgm-eval resize every image to 224 x 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -164,52 +162,3 @@ def expected_shapes(arch: str) -> dict:
     with torch.device("meta"):
         net = DinoV2ViT(ARCHS[arch])
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
-
-
-class DinoV2Features:
-    """FD_DINOv2 features from a local checkpoint, with the interface of ``features.InceptionFeatures``."""
-
-    def __init__(self, weights: WeightsFile, *, name: str = "dinov2", device: torch.device) -> None:
-        if name not in BACKBONES:
-            raise UserError(f"unknown DINOv2 backbone {name!r}; known: {', '.join(BACKBONES)}")
-        spec = get_spec(name)
-        arch = ARCHS[BACKBONES[name]]
-        verdict = verify(spec, weights)          # hash where published, keys and shapes always
-        state = load_state_dict_file(weights.path, what=spec.what)
-        net = DinoV2ViT(arch)
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise UserError(f"{weights.path} is not a {spec.what} file ({str(exc).splitlines()[0]}); "
-                            f"expected {spec.describe()}") from None
-        self.net = net.to(device).eval().requires_grad_(False)
-        self.name = name
-        self.num_features = arch.embed_dim
-        self.arch = arch.label
-        self.device = device
-        self.weights = weights
-        self.sha256 = verdict.sha256[:16]
-        self.standard = verdict.standard
-        self.cache_token = f"{name}-{self.sha256}-bicubicaa{INPUT_SIDE}"
-        self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-
-    def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
-        x = images_u8.to(self.device, non_blocking=True)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x.float(), size=(INPUT_SIDE, INPUT_SIDE), mode="bicubic", antialias=True)
-        return (x / 255.0 - self._mean) / self._std
-
-    @torch.no_grad()
-    def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        out = []
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            for start in range(0, images_u8.shape[0], batch_size):
-                out.append(self.net(self.preprocess(images_u8[start:start + batch_size])).float().cpu())
-        return torch.cat(out) if out else torch.zeros((0, self.num_features))
-
-    def record_extra(self) -> dict:
-        """What a record should say about these features."""
-        return {"arch": self.arch, "input_side": INPUT_SIDE, "resize": "bicubic-antialias",
-                "weights": str(self.weights.path), "weights_sha256": self.sha256, "standard_weights": self.standard}

@@ -10,23 +10,114 @@ wrong file raises a plain UserError (exit 2).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.nn.functional as F
 
-from fsgen_bench.eval.weights import get_spec, locate
-
-
-def _dinov2(weights, *, name, device):
-    from fsgen_bench.eval.dinov2 import DinoV2Features
-    return DinoV2Features(weights, name=name, device=device)
+from fsgen_bench.errors import UserError
+from fsgen_bench.eval import clip, dinov2
+from fsgen_bench.eval.weights import WeightsFile, get_spec, load_state_dict_file, locate, verify
 
 
-def _clip(weights, *, name, device):
-    from fsgen_bench.eval.clip import ClipFeatures
-    return ClipFeatures(weights, name=name, device=device)
+class DinoV2Features:
+    """FD_DINOv2 features from a local checkpoint, with the interface of ``features.InceptionFeatures``."""
+
+    def __init__(self, weights: WeightsFile, *, name: str = "dinov2", device: torch.device) -> None:
+        if name not in dinov2.BACKBONES:
+            raise UserError(f"unknown DINOv2 backbone {name!r}; known: {', '.join(dinov2.BACKBONES)}")
+        spec = get_spec(name)
+        arch = dinov2.ARCHS[dinov2.BACKBONES[name]]
+        verdict = verify(spec, weights)          # hash where published, keys and shapes always
+        state = load_state_dict_file(weights.path, what=spec.what)
+        net = dinov2.DinoV2ViT(arch)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise UserError(f"{weights.path} is not a {spec.what} file ({str(exc).splitlines()[0]}); "
+                            f"expected {spec.describe()}") from None
+        self.net = net.to(device).eval().requires_grad_(False)
+        self.name = name
+        self.num_features = arch.embed_dim
+        self.arch = arch.label
+        self.device = device
+        self.weights = weights
+        self.sha256 = verdict.sha256[:16]
+        self.standard = verdict.standard
+        self.cache_token = f"{name}-{self.sha256}-bicubicaa{dinov2.INPUT_SIDE}"
+        self._mean = torch.tensor(dinov2.IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(dinov2.IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    def preprocess(self, images_u8: torch.Tensor) -> torch.Tensor:
+        x = images_u8.to(self.device, non_blocking=True)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x.float(), size=(dinov2.INPUT_SIDE, dinov2.INPUT_SIDE), mode="bicubic", antialias=True)
+        return (x / 255.0 - self._mean) / self._std
+
+    @torch.no_grad()
+    def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        out = []
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            for start in range(0, images_u8.shape[0], batch_size):
+                out.append(self.net(self.preprocess(images_u8[start:start + batch_size])).float().cpu())
+        return torch.cat(out) if out else torch.zeros((0, self.num_features))
+
+    def record_extra(self) -> dict:
+        """What a record should say about these features."""
+        return {"arch": self.arch, "input_side": dinov2.INPUT_SIDE, "resize": "bicubic-antialias",
+                "weights": str(self.weights.path), "weights_sha256": self.sha256, "standard_weights": self.standard}
+
+
+class ClipFeatures:
+    """CLIP image embeddings from a local TorchScript file, with the interface of ``features.InceptionFeatures``."""
+
+    def __init__(self, weights: WeightsFile, *, name: str = "clip", device: torch.device) -> None:
+        from torch_fidelity.feature_extractor_clip import FeatureExtractorCLIP
+
+        if name not in clip.BACKBONES:
+            raise UserError(f"unknown CLIP backbone {name!r}; known: {', '.join(clip.BACKBONES)}")
+        spec = get_spec(name)
+        arch = clip.ARCHS[clip.BACKBONES[name]]
+        verdict = verify(spec, weights)          # the published digest, or keys and shapes for a named file
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice; the file format is TorchScript
+                net = FeatureExtractorCLIP(arch.tf_name, ["clip"], feature_extractor_weights_path=str(weights.path),
+                                           verbose=False)
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            raise UserError(f"{weights.path} is not a {spec.what} file ({str(exc).splitlines()[0]}); "
+                            f"expected {spec.describe()}") from None
+        self.net = net.to(device).eval().requires_grad_(False)
+        self.name = name
+        self.num_features = arch.embed_dim
+        self.arch = arch.label
+        self.input_side = int(net.resolution)
+        self.device = device
+        self.weights = weights
+        self.sha256 = verdict.sha256[:16]
+        self.standard = verdict.standard
+        self.cache_token = f"{name}-{self.sha256}-tf1bilinear{self.input_side}"
+
+    @torch.no_grad()
+    def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        out = []
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            for start in range(0, images_u8.shape[0], batch_size):
+                x = images_u8[start:start + batch_size].to(self.device, non_blocking=True)
+                if x.shape[1] == 1:
+                    x = x.expand(-1, 3, -1, -1)
+                out.append(self.net(x.contiguous())[0].float().cpu())
+        return torch.cat(out) if out else torch.zeros((0, self.num_features))
+
+    def record_extra(self) -> dict:
+        """What a record should say about these features."""
+        return {"arch": self.arch, "input_side": self.input_side, "resize": "tf1-bilinear",
+                "weights": str(self.weights.path), "weights_sha256": self.sha256, "standard_weights": self.standard}
 
 
 #: backbone name -> constructor ``(WeightsFile, *, name, device) -> extractor``; each name is a registry entry.
-PRETRAINED_BACKBONES = {"dinov2": _dinov2, "dinov2-s": _dinov2, "clip": _clip}
+PRETRAINED_BACKBONES = {"dinov2": DinoV2Features, "dinov2-s": DinoV2Features, "clip": ClipFeatures}
 
 
 def build_pretrained_extractor(name: str, eval_cfg: dict, *, device: torch.device):
