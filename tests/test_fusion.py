@@ -107,53 +107,57 @@ def _adv_only(kind: str, **over):
     return build(kind, **zero, **over)
 
 
+def _d_scores(model, images: torch.Tensor) -> torch.Tensor:
+    """D's adversarial logits in eval mode (no power-iteration update of spectral norm while measuring)."""
+    model.net_d.eval()
+    try:
+        with torch.no_grad():
+            return model.net_d.heads(model.net_d(images))[0]
+    finally:
+        model.net_d.train()
+
+
 @pytest.mark.parametrize("kind", list(EXPECTED_TERMS))
 def test_discriminator_step_raises_real_over_fake(kind):
     """A few D steps on its own loss (adversarial term only) raise mean D(real) - mean D(fake)."""
     model = _adv_only(kind)
     step = fixed_step(model)
-    b, k = step.support.shape[:2]
-    reals = step.support.reshape(b * k, 1, SIZE, SIZE)
-
-    def margin():
-        with torch.no_grad():
-            real, _ = model.net_d.heads(model.net_d(reals))
-            fake, _ = model.net_d.heads(model.net_d(step.fake.detach()))
-        return float(real.mean() - fake.mean())
-
+    reals = step.support.reshape(-1, 1, SIZE, SIZE)
+    margin = lambda: float(_d_scores(model, reals).mean() - _d_scores(model, step.fake.detach()).mean())
     before = margin()
-    opt = torch.optim.SGD([p for p in model.net_d.parameters() if p.requires_grad], lr=0.05)
+    opt = torch.optim.Adam([p for p in model.net_d.parameters() if p.requires_grad], lr=1e-3)
     for _ in range(3):
         loss, _ = model.discriminator_loss(step)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert margin() > before + 1e-3, (kind, before, margin())
+    assert margin() > before + 0.5, (kind, before, margin())
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED_TERMS))
 def test_generator_step_raises_the_critic_score_of_its_fakes(kind):
-    """One G step on its own loss (adversarial term only), D fixed, raises D's score of the regenerated fakes."""
+    """Two G steps on its own loss (adversarial term only), D fixed, raise D's score of the regenerated fakes."""
     model = _adv_only(kind)
     model.train()
     labels = torch.tensor([0, 1, 1, 0])
     support = toy_support(4, labels, 0)
     a = sample_coefficients(model.generations * 4, K, generator=torch.Generator().manual_seed(0))
 
-    def score():
-        with torch.no_grad():
-            torch.manual_seed(0)
-            fake = model.make_step(support, labels, a).fake
-            return float(model.net_d.heads(model.net_d(fake))[0].mean())
+    def regenerate():
+        torch.manual_seed(0)                 # the same corruption noise (release variant) every time
+        return model.make_step(support, labels, a)
 
-    before = score()
-    torch.manual_seed(0)
-    loss, _ = model.generator_loss(model.make_step(support, labels, a))
-    opt = torch.optim.SGD(model.net_g.parameters(), lr=0.02)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    assert score() > before, (kind, before, score())
+    with torch.no_grad():
+        before = float(_d_scores(model, regenerate().fake).mean())
+    opt = torch.optim.Adam(model.net_g.parameters(), lr=1e-3)
+    for _ in range(2):
+        loss, _ = model.generator_loss(regenerate())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(_d_scores(model, regenerate().fake).mean())
+    assert after > before + 1e-3, (kind, before, after)
 
 
 def _toy_batches(n: int, seed: int = 0):
