@@ -15,8 +15,13 @@ Training batches are dicts ``{"support": [B, K, C, H, W] float in [-1, 1], "labe
 "class_id": [B] dataset class index}`` (see :mod:`fsgen_bench.data.datamodule`).
 
 Constructors take keyword arguments only: the data-derived ``image_size``, ``channels``, ``num_seen_classes``
-and ``k_shot``, then the method's own parameters from ``configs/methods/<name>.yaml`` (section ``method``).
-They call ``self.save_hyperparameters()`` so a checkpoint rebuilds the same network.
+and ``k_shot``, then the method's own parameters from ``configs/methods/<name>.yaml`` (section ``method``), the
+one place where their defaults are written, each with a comment saying why (``tests/test_method_defaults.py``
+holds every registered method to that). They call ``self.save_hyperparameters()`` so a checkpoint rebuilds the
+same network.
+
+The class attributes below declare what the runner records (``variant``, ``default_variant``,
+``reference = not trainable``, ``row_note``) and what the contract test holds each method to.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class FewShotGenerator(L.LightningModule):
     variants: tuple[str, ...] = ()
     #: The variant a run gets when it names none; the method's YAML ``method.variant`` holds the same value.
     default_variant: str | None = None
+    #: The variant this instance was built with (set by a method with variants; None otherwise).
+    variant: str | None = None
     #: One line for a leaderboard footnote (what the row is, where that is not obvious from the name).
     row_note: str = ""
 
