@@ -30,6 +30,8 @@ class _ReferenceRow(FewShotGenerator):
 
 
 class CopySupport(_ReferenceRow):
+    stochastic = False          # the same images for every seed
+
     def generate(self, support: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
         self.check_support(support)
         k = support.shape[1]
@@ -38,6 +40,8 @@ class CopySupport(_ReferenceRow):
 
 
 class Noise(_ReferenceRow):
+    uses_support = False        # the support only sets the shape
+
     def generate(self, support: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
         self.check_support(support)
         b, _, c, h, w = support.shape

@@ -99,3 +99,14 @@ def read_wandb_run(offline_dir: Path) -> dict:
             run_info = record.run
     config = {u.key: json.loads(u.value_json) for u in run_info.config.update} if run_info is not None else {}
     return {"history": history, "summary": summary, "run": run_info, "config": config}
+
+
+# -- method defaults ---------------------------------------------------------------------------------------------
+def method_defaults(name: str) -> dict:
+    """The ``method:`` section of configs/methods/<name>.yaml without ``name``: the single source of a method's
+    defaults (its constructor has none), for tests that build a method directly."""
+    from fsgen_bench.config import configs_dir, load_yaml
+
+    params = dict(load_yaml(configs_dir() / "methods" / f"{name}.yaml")["method"])
+    params.pop("name")
+    return params

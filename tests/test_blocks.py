@@ -95,3 +95,15 @@ def test_fusion_generator_channels_last_and_no_grad_leak():
     out = gen(torch.rand(2, 3, 1, 32, 32), sample_coefficients(2, 3))
     out.mean().backward()
     assert all(p.grad is not None for p in gen.encoder.parameters() if p.requires_grad)
+
+
+def test_fusion_generator_returns_the_fused_code_and_attention_in_order():
+    gen = FusionGenerator(1, layer_sizes=(4, 4, 8), inner_layers=1).eval()
+    support, a = torch.rand(2, 3, 1, 32, 32) * 2 - 1, sample_coefficients(2, 3)
+    with torch.no_grad():
+        out, code = gen(support, a, return_code=True)
+        out2, attention, code2 = gen(support, a, return_attention=True, return_code=True)
+        codes = gen.encode(support)[-1]
+    assert torch.equal(out, out2) and attention == {}             # WeightedSumFusion has no attention
+    assert torch.allclose(code, (a[:, :, None, None, None] * codes).sum(1), atol=1e-6)
+    assert torch.equal(code, code2) and torch.equal(out, gen(support, a))

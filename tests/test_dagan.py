@@ -6,8 +6,10 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import method_defaults
 
 from fsgen_bench.baselines.dagan.model import DAGAN, make_pairs
+from fsgen_bench.errors import UserError
 from fsgen_bench.data.datamodule import ClassStore, EpisodicDataModule
 from fsgen_bench.data.source import ClassImages, DatasetInfo
 
@@ -16,8 +18,9 @@ SIZE = 16
 
 def tiny(**kw) -> DAGAN:
     torch.manual_seed(0)
-    args = dict(image_size=SIZE, channels=1, num_seen_classes=4, k_shot=3, layer_sizes=(4, 4, 8), inner_layers=1,
-                dropout=0.0, disc_layer_sizes=(4, 8), disc_inner_layers=1, disc_head_width=8, bn_momentum=0.1)
+    args = {**method_defaults("dagan"), **dict(
+        image_size=SIZE, channels=1, num_seen_classes=4, k_shot=3, layer_sizes=(4, 4, 8), inner_layers=1,
+        dropout=0.0, disc_layer_sizes=(4, 8), disc_inner_layers=1, disc_head_width=8, bn_momentum=0.1)}
     args.update(kw)
     return DAGAN(**args)
 
@@ -56,7 +59,7 @@ def test_pairs_are_two_images_of_one_episode():
     s = support(3, 4)
     x, y = make_pairs(s)
     assert torch.equal(x, s[:, 0]) and torch.equal(y, s[:, 1])
-    with pytest.raises(ValueError, match="k_shot >= 2"):
+    with pytest.raises(UserError, match="k_shot >= 2"):
         make_pairs(support(3, 1))
 
 
@@ -84,9 +87,9 @@ def test_critic_sees_real_pairs_of_one_class_and_fake_pairs(tmp_path):
     assert not torch.equal(fake_pair[:, 1:], s[:, 1])
 
 
-def test_training_needs_two_images_per_episode(tmp_path):
-    with pytest.raises(ValueError, match="k_shot >= 2"):
-        fit(tiny(k_shot=1), tiny_datamodule(tmp_path, batches=1, k_shot=1))
+def test_training_needs_two_images_per_episode():
+    with pytest.raises(UserError, match="k_shot >= 2"):
+        tiny(k_shot=1)
 
 
 @pytest.mark.parametrize("critic_steps,batches,g_moves", [(2, 2, True), (5, 4, False)])
@@ -124,3 +127,102 @@ def test_generate_shapes_and_range_for_k_1_to_5(size, channels):
     s = support(2, 3, size=size, channels=channels)
     assert torch.equal(model.generate(s, 2, generator=torch.Generator().manual_seed(3)),
                        model.generate(s, 2, generator=torch.Generator().manual_seed(3)))
+
+
+# -- mechanism: adversarial signs, the gradient penalty, z maps ------------------------------------------------
+def _pair_batch(seed: int = 0):
+    s = support(4, 2, seed=seed)
+    return s[:, 0], s[:, 1]
+
+
+def test_critic_step_raises_the_wasserstein_estimate():
+    model = tiny(gp_weight=0.0)
+    x, real = _pair_batch()
+    with torch.no_grad():
+        fake = model.generator(x, torch.randn(4, model.z_dim, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        before = float(model.critic_score(x, real).mean() - model.critic_score(x, fake).mean())
+    opt = torch.optim.SGD(model.critic.parameters(), lr=0.01)
+    for _ in range(3):
+        loss, logs = model.critic_loss(x, real, fake)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(model.critic_score(x, real).mean() - model.critic_score(x, fake).mean())
+    assert after > before + 1e-4, (before, after)
+
+
+def test_generator_step_raises_the_critic_score_of_its_images():
+    model = tiny()
+    x, _ = _pair_batch()
+    z = torch.randn(4, model.z_dim, generator=torch.Generator().manual_seed(0))
+    score = lambda: float(model.critic_score(x, model.generator(x, z)).mean())
+    with torch.no_grad():
+        before = score()
+    opt = torch.optim.SGD(model.generator.parameters(), lr=0.01)
+    loss = model.generator_loss(x, model.generator(x, z))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        assert score() > before
+
+
+def test_gradient_penalty_reaches_the_critic_gradient_and_has_the_release_form():
+    x, real = _pair_batch()
+    grads = {}
+    for weight in (10.0, 0.0):
+        model = tiny(gp_weight=weight)
+        with torch.no_grad():
+            fake = model.generator(x, torch.randn(4, model.z_dim, generator=torch.Generator().manual_seed(0)))
+        torch.manual_seed(0)
+        loss, logs = model.critic_loss(x, real, fake)
+        grads[weight] = torch.autograd.grad(loss, list(model.critic.parameters()))
+        assert torch.isclose(logs["dagan/d_loss"], -logs["dagan/wdist"] + weight * logs["dagan/gp"])
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[10.0], grads[0.0]))
+    # height (release L184: sum of squares over axis 1 of NHWC) vs sample (WGAN-GP) norms of the same gradient
+    model = tiny()
+    assert model.gp_norm == "height"
+    torch.manual_seed(0)
+    eps = torch.rand(4, 1, 1, 1)
+    interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (g,) = torch.autograd.grad(model.critic_score(x, interp).sum(), interp)
+    torch.manual_seed(0)
+    assert torch.isclose(model.gradient_penalty(x, real, fake), ((g.pow(2).sum(2).sqrt() - 1) ** 2).mean(), atol=1e-5)
+    model.gp_norm = "sample"
+    torch.manual_seed(0)
+    assert torch.isclose(model.gradient_penalty(x, real, fake), ((g.flatten(1).norm(dim=1) - 1) ** 2).mean(),
+                         atol=1e-5)
+
+
+def test_z_maps_have_the_release_channels():
+    model = DAGAN(image_size=SIZE, channels=1, num_seen_classes=4, k_shot=2,
+                  **{**method_defaults("dagan"), "layer_sizes": (4, 4, 8), "inner_layers": 1,
+                     "disc_layer_sizes": (4, 8), "disc_inner_layers": 1, "disc_head_width": 8})
+    assert model.generator.z_channels == [8, 4, 2]
+    sizes = model.generator.stage_sizes
+    assert [p.out_features for p in model.generator.z_proj] == [c * sizes[s] ** 2 for s, c in enumerate([8, 4, 2])]
+
+
+def test_the_critic_separates_real_from_fake_pairs_after_a_few_training_steps(tmp_path):
+    """Through the real training_step (Trainer, optimiser toggling): real pairs score above fake pairs."""
+    model = tiny(critic_steps=2, lr=1e-3)
+    dm = tiny_datamodule(tmp_path, batches=8)
+    fit(model, dm)
+    s = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)["support"]
+    x, real = make_pairs(s)
+    with torch.no_grad():
+        fake = model.generator(x, torch.randn(x.shape[0], model.z_dim))
+        assert model.critic_score(x, real).mean() > model.critic_score(x, fake).mean() + 0.1
+
+
+def test_bn_statistics_are_recalibrated_at_the_end_of_the_epoch(tmp_path):
+    model = tiny()
+    bn = model.generator.encoder.first[2]
+    seen = []
+    original = model._recalibration_forward
+    model._recalibration_forward = lambda s: (seen.append(s.shape), original(s))
+    fit(model, tiny_datamodule(tmp_path, batches=3))
+    assert len(seen) == 3 and bn.num_batches_tracked == 3       # the last 3 batches, one plain average
+    assert tiny(bn_recalibration_batches=0).bn_recalibration.batches == 0

@@ -1,30 +1,39 @@
-"""F2GAN: NAF attention, coefficient behaviour, the coefficient regressor, generation, losses and figures."""
+"""F2GAN: NAF attention, coefficient behaviour, the coefficient regressor, variants, generation, losses and figures.
+(The training mechanism it shares with MatchingGAN is tested in test_fusion.py.)"""
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from helpers import method_defaults
 
+from fsgen_bench.errors import UserError
 from fsgen_bench.methods.blocks import FusionGenerator, sample_coefficients
-from fsgen_bench.methods.f2gan.figures import attention_figure, interpolation_strip, write_method_figures
+from fsgen_bench.methods.f2gan.figures import (
+    attention_figure,
+    interpolation_coefficients,
+    interpolation_strip,
+    write_method_figures,
+)
 from fsgen_bench.methods.f2gan.model import (
     F2GAN,
-    FusionDiscriminator,
+    VARIANTS,
+    CoefficientRegressor,
     coefficient_regression_loss,
     mode_seeking_loss,
-    weighted_l1,
 )
 from fsgen_bench.methods.f2gan.naf import NAF
+from fsgen_bench.methods.fusion import FusionDiscriminator, pixel_reconstruction
 
 TINY = dict(layer_sizes=(4, 4, 8, 8), inner_layers=1, disc_base_channels=4, disc_stages=3, disc_max_channels=16,
             disc_final_blocks=1, regressor_widths=(8,), bn_momentum=0.1)
 
 
 def tiny_f2gan(size=32, k=3, **over) -> F2GAN:
+    """The paper variant unless ``variant`` is given: its generation is deterministic for fixed coefficients."""
     torch.manual_seed(0)
-    return F2GAN(image_size=size, channels=1, num_seen_classes=5, k_shot=k, **{**TINY, **over})
+    params = {**method_defaults("f2gan"), **TINY, "variant": "paper", **over}
+    return F2GAN(image_size=size, channels=1, num_seen_classes=5, k_shot=k, **params)
 
 
 # -- NAF -------------------------------------------------------------------------------------------------------
@@ -83,7 +92,7 @@ def test_output_changes_smoothly_with_the_coefficients():
 def test_generate_shapes_any_k_size_and_batch():
     for size in (28, 32):
         model = tiny_f2gan(size=size).eval()
-        for k in range(1, 6):
+        for k in range(2, 6):
             for b in (1, 2):
                 out = model.generate(torch.rand(b, k, 1, size, size) * 2 - 1, 3, generator=torch.Generator().manual_seed(0))
                 assert out.shape == (b, 3, 1, size, size)
@@ -106,11 +115,17 @@ def test_generate_is_seeded_chunk_invariant_and_matches_explicit_coefficients():
     assert not torch.allclose(a, model.generate(support, 4, generator=torch.Generator().manual_seed(8)))
 
 
-def test_corruption_option_is_seeded():
+def test_corruption_option_is_seeded_and_keeps_pixels_with_probability_a_k():
     model = tiny_f2gan(corruption=True).eval()
     support = torch.rand(1, 3, 1, 32, 32) * 2 - 1
     a = model.generate(support, 2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, model.generate(support, 2, generator=torch.Generator().manual_seed(1)))
+    from fsgen_bench.methods.f2gan.model import corrupt_inputs
+
+    big = torch.full((1, 3, 1, 64, 64), 5.0)                     # N(0, 1) noise never equals 5
+    coeffs = torch.tensor([[0.1, 0.3, 0.6]])
+    kept = (corrupt_inputs(big, coeffs, torch.Generator().manual_seed(0)) == 5.0).float().mean(dim=(2, 3, 4))
+    assert torch.allclose(kept, coeffs, atol=0.03)
 
 
 # -- coefficient regressor -------------------------------------------------------------------------------------
@@ -135,8 +150,8 @@ def test_coefficient_regressor_learns_on_held_out_fused_samples():
     """The regressor head, fitted with the D step's loss, beats predicting uniform 1/K (L1) on unseen images."""
     torch.manual_seed(0)
     k, size, batch = 3, 16, 32
-    disc = FusionDiscriminator(1, 5, k, base_channels=4, num_stages=2, max_channels=16, final_blocks=0,
-                               regressor_widths=(32, 16))
+    disc = FusionDiscriminator(1, 5, base_channels=4, num_stages=2, max_channels=16, final_blocks=0,
+                               lrelu_before_gap=False, extra_head=CoefficientRegressor(16, k, (32, 16), "lrelu"))
     opt = torch.optim.Adam(disc.parameters(), lr=3e-3, betas=(0.5, 0.9))
     train_pool, test_pool = _blob_pool(64, size, 0), _blob_pool(32, size, 1)
     g = torch.Generator().manual_seed(0)
@@ -165,61 +180,80 @@ def test_regressor_is_k_specific_but_generation_is_not():
         model.net_d.regressor(torch.randn(2, 4, 16, 4, 4), torch.randn(2, 16, 4, 4))
     assert model.generate(torch.rand(1, 5, 1, 32, 32), 2).shape == (1, 2, 1, 32, 32)
     assert tiny_f2gan(loss_sim=0.0).net_d.regressor is None
+    step = model.make_step(torch.rand(2, 2, 1, 32, 32), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="K=3"):
+        model.discriminator_loss(step)
 
 
 # -- losses ----------------------------------------------------------------------------------------------------
-def test_mode_seeking_directions():
+def test_mode_seeking_directions_and_reductions():
     a1, a2 = torch.tensor([[0.2, 0.8]]), torch.tensor([[0.6, 0.4]])
     near, far = torch.zeros(1, 4, 2, 2), torch.ones(1, 4, 2, 2)
     base = torch.full((1, 4, 2, 2), 0.5)
-    # minimising the default loss pushes the two generations' D features apart (more diversity)
-    assert mode_seeking_loss(base, far, a1, a2) < mode_seeking_loss(base, near + 0.45, a1, a2)
-    assert mode_seeking_loss(base, far, a1, a2, "code") > mode_seeking_loss(base, near + 0.45, a1, a2, "code")
+    for reduction in ("sample", "batch"):
+        # minimising the diversity form pushes the two generations' D features apart; the release's form together
+        assert (mode_seeking_loss(base, far, a1, a2, "diversity", reduction)
+                < mode_seeking_loss(base, near + 0.45, a1, a2, "diversity", reduction))
+        assert (mode_seeking_loss(base, far, a1, a2, "code", reduction)
+                > mode_seeking_loss(base, near + 0.45, a1, a2, "code", reduction))
+    # per sample (release) = the mean of the per-episode ratios; batch = the ratio of the batch means
+    f1, f2 = torch.zeros(2, 1, 1, 1), torch.tensor([1.0, 3.0]).reshape(2, 1, 1, 1)
+    b1, b2 = torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([[0.6, 0.4], [0.9, 0.1]])
+    per_sample = mode_seeking_loss(f1, f2, b1, b2, "code", "sample")
+    batch = mode_seeking_loss(f1, f2, b1, b2, "code", "batch")
+    assert torch.isclose(per_sample, torch.tensor((1 / 0.1 + 3 / 0.4) / 2), rtol=1e-3)
+    assert torch.isclose(batch, torch.tensor(2 / 0.25), rtol=1e-3)
 
 
-def test_weighted_l1_forms():
+def test_pixel_reconstruction_forms():
     support = torch.rand(2, 3, 1, 4, 4)
     a = sample_coefficients(2, 3)
     target = (a[:, :, None, None, None] * support).sum(1)
-    assert weighted_l1(target, support, a, "fused") < 1e-6
-    assert weighted_l1(target, support, a, "per_image") > 0
+    assert pixel_reconstruction(target, support, a, "fused") < 1e-6
+    assert pixel_reconstruction(target, support, a, "per_image") > 0
+    expected = (target.unsqueeze(1) - a[:, :, None, None, None] * support).abs().sum(1).mean()
+    assert torch.isclose(pixel_reconstruction(target, support, a, "per_image"), expected)
 
 
-# -- training --------------------------------------------------------------------------------------------------
-def _random_batches(n: int, b: int, k: int, size: int = 32):
+# -- variants --------------------------------------------------------------------------------------------------
+def test_variants_set_exactly_their_switches_and_an_explicit_value_wins():
+    assert F2GAN.variants == ("release", "paper") and F2GAN.default_variant == method_defaults("f2gan")["variant"]
+    for variant, switches in VARIANTS.items():
+        model = tiny_f2gan(variant=variant)
+        assert model.variant == variant == model.hparams["variant"]
+        assert model.variant_switches == switches
+        assert model.f2gan_losses.mode_seeking_direction == switches["mode_seeking_direction"]
+        assert model.f2gan_losses.mode_seeking_reduction == switches["mode_seeking_reduction"]
+        assert model.f2gan_losses.regressor_train == switches["regressor_train"]
+        assert model.losses.recons_form == switches["recons_form"] and model.corruption == switches["corruption"]
+        naf = model.net_g.fusions["0"]
+        assert naf.query == switches["naf_query"]
+        has_act = any(isinstance(m, torch.nn.LeakyReLU) for m in model.net_d.regressor.body)
+        assert has_act == (switches["regressor_activation"] == "lrelu")
+    # a single switch set explicitly wins over the variant; the others stay the variant's
+    model = tiny_f2gan(variant="release", mode_seeking_direction="diversity")
+    assert model.variant_switches == {**VARIANTS["release"], "mode_seeking_direction": "diversity"}
+    with pytest.raises(UserError, match="unknown method.variant"):
+        tiny_f2gan(variant="nope")
+    with pytest.raises(UserError, match="generations_per_step"):
+        tiny_f2gan(generations_per_step=1)
+
+
+def test_release_regressor_head_stays_at_its_initialisation():
+    """release: L_a is only in G's loss, so D's optimiser never moves the regressor head (net L287 @ 8151595)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
     g = torch.Generator().manual_seed(0)
-    return [{"support": torch.rand(b, k, 1, size, size, generator=g) * 2 - 1, "label": torch.randint(0, 5, (b,), generator=g),
-             "class_id": torch.zeros(b, dtype=torch.long)} for _ in range(n)]
-
-
-@pytest.mark.parametrize("options", [
-    {},
-    dict(naf_query="encoder", naf_residual=True, recons_form="per_image", mode_seeking_direction="code",
-         regressor_train="none", corruption=True),
-])
-def test_training_steps_update_both_players_and_log_finite_losses(options):
-    model = tiny_f2gan(**options)
-    before_g = [p.detach().clone() for p in model.net_g.parameters()]
-    before_d = [p.detach().clone() for p in model.net_d.parameters()]
-    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(model, DataLoader(_random_batches(2, 2, 3), batch_size=None))
-    assert trainer.global_step == 4                              # two optimiser steps per batch
-    metrics = trainer.callback_metrics
-    for name in ("train/loss_d", "train/loss_g", "train/d_adv", "train/g_recons", "train/g_mode_seeking"):
-        assert torch.isfinite(metrics[name]), name
-    assert ("train/d_sim" in metrics) == (options.get("regressor_train", "fake") == "fake")
-    assert any(not torch.equal(a, p) for a, p in zip(before_g, model.net_g.parameters()))
-    assert any(not torch.equal(a, p) for a, p in zip(before_d, model.net_d.parameters()))
-    assert all(p.requires_grad for p in model.parameters())      # untoggled after the step
-
-
-def test_training_rejects_a_k_the_regressor_was_not_built_for():
-    model = tiny_f2gan(k=3)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    with pytest.raises(ValueError, match="K=3"):
-        trainer.fit(model, DataLoader(_random_batches(1, 2, 2), batch_size=None))
+    batches = [{"support": torch.rand(2, 3, 1, 32, 32, generator=g) * 2 - 1, "label": torch.tensor([0, 1]),
+                "class_id": torch.tensor([0, 1])} for _ in range(2)]
+    for variant, moves in (("release", False), ("paper", True)):
+        model = tiny_f2gan(variant=variant)
+        before = [p.detach().clone() for p in model.net_d.regressor.parameters()]
+        L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False).fit(model, DataLoader(batches, batch_size=None))
+        moved = any(not torch.equal(a, p) for a, p in zip(before, model.net_d.regressor.parameters()))
+        assert moved == moves, variant
 
 
 # -- figures and configs ---------------------------------------------------------------------------------------
@@ -228,8 +262,12 @@ def test_figures(tmp_path):
     support = torch.rand(3, 1, 32, 32) * 2 - 1
     strip = interpolation_strip(model, support[:2], steps=5)
     assert strip.shape == (5, 1, 32, 32)
-    ends = model.generate_with_coefficients(support[:2].unsqueeze(0).expand(2, -1, -1, -1, -1),
-                                            torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    # the sweep stays inside the coefficients training draws: a_1 from 10/11 to 1/11 for u ~ U(1, 10)
+    coeffs = interpolation_coefficients(model, 5)
+    assert torch.allclose(coeffs[[0, -1]], torch.tensor([[10 / 11, 1 / 11], [1 / 11, 10 / 11]]))
+    drawn = sample_coefficients(20000, 2, generator=torch.Generator().manual_seed(0))
+    assert 1 / 11 <= drawn.min() < 1 / 11 + 0.01 and 10 / 11 - 0.01 < drawn.max() <= 10 / 11
+    ends = model.generate_with_coefficients(support[:2].unsqueeze(0).expand(2, -1, -1, -1, -1), coeffs[[0, -1]])
     assert torch.allclose(strip[[0, -1]], ends, atol=1e-6)
     maps = model.attention_maps(support.unsqueeze(0))
     assert sorted(maps) == [0, 1] and maps[0].shape == (1, 3, 4, 4, 4, 4) and maps[1].shape == (1, 3, 8, 8, 8, 8)
@@ -251,22 +289,15 @@ def test_presets_build():
         cfg = resolve(method="f2gan", dataset="glyphs", preset=preset)
         model = build_method(cfg, info)
         assert isinstance(model, F2GAN) and model.hparams.k_shot == cfg["data"]["k_shot"]
+        assert model.variant == F2GAN.default_variant
     assert list(model.hparams.layer_sizes) == [64, 64, 128, 128]
+    # --set method.variant=... selects the bundle; --set of one switch wins over it
+    cfg = resolve(method="f2gan", dataset="glyphs", preset="smoke",
+                  overrides=["method.variant=paper", "method.corruption=true"])
+    model = build_method(cfg, info)
+    assert model.variant == "paper" and model.corruption and model.losses.recons_form == "fused"
 
 
 def test_naf_stages_follow_config():
     gen = tiny_f2gan(naf_stages=[0, 1, 2]).net_g
     assert isinstance(gen, FusionGenerator) and sorted(gen.fusions.keys()) == ["0", "1", "2"]
-
-
-def test_bn_recalibration_uses_plain_batch_statistics():
-    model = tiny_f2gan()
-    support = torch.rand(3, 3, 1, 32, 32) * 2 - 1
-    first_bn = model.net_g.encoder.first[2]
-    momentum = first_bn.momentum
-    model.recalibrate_batch_norm([support])
-    with torch.no_grad():
-        pre = model.net_g.encoder.first[1](model.net_g.encoder.first[0](support.reshape(9, 1, 32, 32)))
-    # the generator ran on [support; support] (2B episodes), whose mean equals the mean over the 9 images
-    assert torch.allclose(first_bn.running_mean, pre.mean((0, 2, 3)), atol=1e-5)
-    assert first_bn.momentum == momentum and first_bn.num_batches_tracked == 1

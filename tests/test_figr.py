@@ -6,6 +6,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from helpers import method_defaults
+from torch.func import grad
 
 from fsgen_bench.baselines.figr.model import FIGR, upsampling_plan
 from fsgen_bench.data.datamodule import ClassStore, EpisodicDataModule
@@ -16,8 +18,8 @@ SIZE = 16
 
 def tiny(**kw) -> FIGR:
     torch.manual_seed(0)
-    args = dict(image_size=SIZE, channels=1, num_seen_classes=4, k_shot=3, width=2, max_stages=2, inner_steps=2,
-                inner_batch=3, adapt_steps=2)
+    args = {**method_defaults("figr"), **dict(image_size=SIZE, channels=1, num_seen_classes=4, k_shot=3, width=2,
+                                              max_stages=2, inner_steps=2, inner_batch=3, adapt_steps=2)}
     args.update(kw)
     return FIGR(**args)
 
@@ -149,3 +151,56 @@ def test_reptile_outer_step_moves_towards_the_fast_weights(tmp_path):
             step = model.get_parameter(prefix + k).detach() - before[prefix + k]
             towards = (v.detach() - before[prefix + k])
             assert torch.all(step * towards > 0), f"{prefix}{k} did not move towards the fast weights"
+
+
+# -- mechanism: adversarial signs and the gradient penalty of the inner loop -------------------------------------
+def _task(model, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    real = support(1, 3, seed=seed)[0]
+    z_d, z_g = torch.randn(3, model.z_dim, generator=g), torch.randn(3, model.z_dim, generator=g)
+    eps = torch.rand(3, 1, 1, 1, generator=g)
+    return real, z_d, eps, z_g
+
+
+def _wdist(model, pd, pg, real, z):
+    from torch.func import functional_call
+
+    fake = functional_call(model.generator, pg, (z,))
+    return float(functional_call(model.critic, pd, (real,)).mean() - functional_call(model.critic, pd, (fake,)).mean())
+
+
+def test_inner_critic_step_raises_the_wasserstein_estimate_and_generator_step_raises_its_score():
+    from torch.func import functional_call
+
+    model = tiny(width=4, gp_weight=0.0, inner_lr=0.05)
+    real, z_d, eps, z_g = _task(model)
+    pg, pd = model._fast_weights()
+    before = _wdist(model, pd, pg, real, z_d)
+    pd2, pg2, *_ = model._inner_step(pd, pg, real, z_d, eps, z_g)
+    assert _wdist(model, pd2, pg, real, z_d) > before + 1e-5       # the critic step alone (G unchanged)
+    score = lambda g: float(functional_call(model.critic, pd2, (functional_call(model.generator, g, (z_g,)),)).mean())
+    assert score(pg2) > score(pg)                                 # the generator step, against the new critic
+
+
+def test_gradient_penalty_reaches_the_critic_gradient_and_has_the_release_form():
+    real, z_d, eps, _ = _task(tiny())
+    grads = {}
+    for weight in (10.0, 0.0):
+        model = tiny(gp_weight=weight)
+        pg, pd = model._fast_weights()
+        grads[weight] = grad(model._critic_loss, has_aux=True)(pd, pg, real, z_d, eps)[0]
+    assert any(not torch.allclose(grads[10.0][k], grads[0.0][k]) for k in grads[10.0])
+    # pixel (train.py L45: norm over dim 1 of the NCHW gradient) vs sample norms, from the loss itself
+    model = tiny(gp_weight=1.0)
+    pg, pd = model._fast_weights()
+    from torch.func import functional_call
+
+    fake = functional_call(model.generator, pg, (z_d,)).detach()
+    interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (g,) = torch.autograd.grad(functional_call(model.critic, pd, (interp,)).sum(), interp)
+    wdist = functional_call(model.critic, pd, (real,)).mean() - functional_call(model.critic, pd, (fake,)).mean()
+    for norm, norms in (("pixel", g.norm(dim=1)), ("sample", g.flatten(1).norm(dim=1))):
+        model.gp_norm = norm
+        loss, _ = model._critic_loss(pd, pg, real, z_d, eps)
+        assert torch.isclose(loss, -wdist + ((norms - 1) ** 2).mean(), atol=1e-5), norm
+    assert tiny().gp_norm == "pixel"

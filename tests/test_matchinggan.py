@@ -1,10 +1,12 @@
-"""MatchingGAN: coefficient-weighted encoder skips reach the decoder; its own losses; generation."""
+"""MatchingGAN: coefficient-weighted encoder skips reach the decoder; the release's losses; generation.
+(The training mechanism it shares with F2GAN is tested in test_fusion.py.)"""
 
 from __future__ import annotations
 
 import lightning as L
 import pytest
 import torch
+from helpers import method_defaults
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -18,7 +20,8 @@ TINY = dict(layer_sizes=(4, 4, 8, 8), inner_layers=1, disc_base_channels=4, disc
 
 def tiny(size=32, k=3, **over) -> MatchingGAN:
     torch.manual_seed(0)
-    return MatchingGAN(image_size=size, channels=1, num_seen_classes=5, k_shot=k, **{**TINY, **over})
+    return MatchingGAN(image_size=size, channels=1, num_seen_classes=5, k_shot=k,
+                       **{**method_defaults("matchinggan"), **TINY, **over})
 
 
 class _Probe(nn.Module):
@@ -64,18 +67,37 @@ def test_skip_path_reaches_the_decoder():
     assert torch.equal(model.generate_with_coefficients(support, a), base)
 
 
-def test_losses_and_discriminator_follow_the_readme():
+def test_losses_and_discriminator_follow_the_release():
     model = tiny()
     assert model.losses.recons == pytest.approx(0.1) and model.losses.matching_d == 1.0
-    assert model.losses.mode_seeking == 0.0 and model.losses.sim == 0.0
+    assert model.losses.recons_form == "feature_mse" and model.losses.hinge_on == "image"
+    assert model.generations == 1 and not model.train_classifier_head
     assert model.net_d.regressor is None and model.net_d.lrelu_before_gap
     assert model.attention_maps(torch.rand(1, 3, 1, 32, 32)) == {}
+    assert "random fusion coefficients" in MatchingGAN.row_note
+
+
+def test_reconstruction_is_the_feature_mse_between_the_codes():
+    """MatchingGAN @ 916e424 arch L771-774: mean (E(x_gen) - sum_k a_k E(x_k))^2 on the encoder's bottleneck."""
+    model = tiny().train()
+    support = torch.rand(2, 3, 1, 32, 32) * 2 - 1
+    a = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    step = model.make_step(support, torch.tensor([0, 1]), a)
+    code_real = model.net_g.encode(support)[-1]                   # [B, K, C, h, w]
+    fused = (a[:, :, None, None, None] * code_real).sum(1)
+    assert torch.allclose(step.code, fused, atol=1e-5)
+    expected = (model.net_g.encoder(step.fake)[-1] - fused).pow(2).mean()
+    assert torch.allclose(model.reconstruction_loss(step), expected, atol=1e-5)
+    # both codes carry gradient into the generator (no stop-gradient in the release)
+    loss = model.reconstruction_loss(step)
+    grads = torch.autograd.grad(loss, [step.code, step.fake])
+    assert all(g.abs().sum() > 0 for g in grads)
 
 
 def test_generate_shapes_any_k_and_size():
     for size in (28, 32):
         model = tiny(size=size).eval()
-        for k in range(1, 6):
+        for k in range(2, 6):
             out = model.generate(torch.rand(2, k, 1, size, size) * 2 - 1, 3, generator=torch.Generator().manual_seed(0))
             assert out.shape == (2, 3, 1, size, size) and out.abs().max() <= 1.0
     assert interpolation_strip(model, torch.rand(2, 1, 32, 32), steps=4).shape == (4, 1, 32, 32)
@@ -90,7 +112,7 @@ def test_trains_with_its_own_losses_and_round_trips(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, DataLoader(batches, batch_size=None))
     logged = set(trainer.callback_metrics)
-    assert {"train/g_recons", "train/g_matching_d", "train/d_cla"} <= logged
+    assert {"train/g_recons", "train/g_matching_d", "train/d_cla", "train/g_cla"} <= logged
     assert not {"train/g_mode_seeking", "train/g_sim", "train/d_sim"} & logged
     support = torch.rand(1, 3, 1, 32, 32) * 2 - 1
     model.eval()

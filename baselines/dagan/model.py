@@ -6,13 +6,15 @@ original code AntreasAntoniou/DAGAN @ 6f1a503 (``dagan_architectures.py``, ``dag
 
 * Generator G(x, z): the UResNet encoder of :mod:`fsgen_bench.methods.blocks` over one conditional image x;
   a decoder that walks back up the encoder resolutions, with z (100-d) projected by dense layers to maps of
-  8, 8 and 4 channels concatenated into the first three decoder stages, U-Net skips from the encoder after
+  8, 4 and 2 channels (dagan_architectures.py L264-276, halving from 8) concatenated into the first three
+  decoder stages (L283), U-Net skips from the encoder after
   every upscale, x itself concatenated at the full-resolution stage, then 2 x conv64 -> conv -> tanh.
 * Critic D(x, y): a *pair* critic on the channel concatenation [x, y] (2C channels): the same
   densely-connected multi-layer pattern with LayerNorm (no batch statistics, as WGAN-GP requires) and
   dropout; head GAP -> dense(1024, LReLU), concatenated with the flattened last map -> dense(1).
-* WGAN-GP: L_D = E[D(x, G(x, z))] - E[D(x, x')] + 10 GP, GP on interpolates between x' and G(x, z) (the
-  conditional x fixed); L_G = -E[D(x, G(x, z))]. ``critic_steps`` critic updates (each on a fresh batch) per
+* WGAN-GP (dagan_networks_wgan.py L167-186): L_D = E[D(x, G(x, z))] - E[D(x, x')] + 10 GP, GP on interpolates
+  between x' and G(x, z) (the conditional x fixed), with the release's norm or WGAN-GP's (``gp_norm``);
+  L_G = -E[D(x, G(x, z))]. ``critic_steps`` critic updates (each on a fresh batch) per
   generator update; Adam(1e-4, betas (0, 0.9)) for both.
 
 Training pairs come from an episode: x = support[:, 0], x' = support[:, 1] (two images of one class), so
@@ -22,12 +24,19 @@ image j is conditioned on support[:, j % K].
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fsgen_bench.errors import UserError
 from fsgen_bench.methods.base import FewShotGenerator
+from fsgen_bench.methods.batchnorm import BatchNormRecalibration
 from fsgen_bench.methods.blocks import LRELU_SLOPE, ConvLReLUBN, DenseInnerLayers, UResNetEncoder, conv2d, init_weights
+
+#: gradient-penalty norms: the release's (per sample, column and channel) or WGAN-GP's per-sample norm
+GP_NORMS = ("height", "sample")
 
 
 def _randn(shape, generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -53,7 +62,8 @@ def encoder_sizes(image_size: int, blocks: int) -> list[int]:
 
 
 class DAGANGenerator(nn.Module):
-    """G(x, z) -> image in [-1, 1]; see the module docstring for the layout (reference 2.2)."""
+    """G(x, z) -> image in [-1, 1]; see the module docstring for the layout (dagan_architectures.py
+    ``UResNetGenerator``)."""
 
     def __init__(self, *, image_size: int, channels: int, layer_sizes: list[int], inner_layers: int,
                  dropout: float, z_dim: int, z_channels: list[int], bn_momentum: float, sn: bool) -> None:
@@ -66,7 +76,7 @@ class DAGANGenerator(nn.Module):
         self.stage_sizes = [sizes[depth - s] for s in range(depth + 1)]
         z_channels = [int(c) for c in z_channels][: depth + 1]
         self.z_channels = z_channels
-        # z is projected to an h x w x c map for each of the first stages (DAGAN: 8, 8, 4 channels).
+        # z is projected to an h x w x c map for each of the first stages (the release: 8, 4, 2 channels).
         self.z_proj = nn.ModuleList(
             nn.Linear(z_dim, c * self.stage_sizes[s] ** 2) for s, c in enumerate(z_channels)
         )
@@ -136,7 +146,8 @@ class _ConvLReLULN(nn.Sequential):
 
 
 class PairCritic(nn.Module):
-    """D([x, y]) -> score: DAGAN's DenseNet-style discriminator with LayerNorm (reference 2.2).
+    """D([x, y]) -> score: DAGAN's DenseNet-style discriminator with LayerNorm (dagan_architectures.py
+    ``Discriminator``).
 
     Block 0: conv3x3 s2 -> LReLU -> LN. Block i >= 1: ``inner_layers`` stride-1 convs, each reading the block
     input and all earlier inner outputs, then a stride-2 conv over all of them -> LReLU -> LN -> dropout.
@@ -173,7 +184,7 @@ class PairCritic(nn.Module):
 def make_pairs(support: Tensor) -> tuple[Tensor, Tensor]:
     """Training pairs of an episode batch [B, K, C, H, W]: x = image 0, x' = image 1 (same class)."""
     if support.ndim != 5 or support.shape[1] < 2:
-        raise ValueError(
+        raise UserError(
             "DAGAN trains on pairs of images of one class (x = support[:, 0], x' = support[:, 1]), so it needs "
             f"data.k_shot >= 2; got support of shape {tuple(support.shape)}"
         )
@@ -185,38 +196,29 @@ def make_pairs(support: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class DAGAN(FewShotGenerator):
-    def __init__(
-        self,
-        *,
-        image_size: int,
-        channels: int,
-        num_seen_classes: int,
-        k_shot: int,
-        layer_sizes: tuple[int, ...] = (64, 64, 128, 128),   # generator MultiLayer widths
-        inner_layers: int = 3,              # README --generator_inner_layers 3
-        dropout: float = 0.5,               # README --dropout_rate_value 0.5 (G and D)
-        z_dim: int = 100,                   # README --z_dim 100
-        z_channels: tuple[int, ...] = (8, 8, 4),   # channels of the z maps in the first three decoder stages
-        bn_momentum: float = 0.01,          # = TF BatchNorm decay 0.99
-        spectral_norm: bool = False,        # DAGAN's convs carry no spectral norm (F2GAN's do)
-        disc_layer_sizes: tuple[int, ...] = (64, 64, 128, 128),
-        disc_inner_layers: int = 5,         # README --discriminator_inner_layers 5
-        disc_head_width: int = 1024,        # dense(1024) on the globally pooled last map
-        gp_weight: float = 10.0,            # WGAN-GP penalty weight
-        critic_steps: int = 5,              # critic updates per generator update
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.0, 0.9),
-        augment_rot90: bool = False,        # DAGAN's data_augment_batch: one random k*90 deg rotation per pair
-        max_generate_batch: int = 512,      # images per generator pass in generate() (memory bound only)
-    ) -> None:
+    """DAGAN (Antoniou et al. 2017). Keyword arguments = the ``method:`` keys of configs/methods/dagan.yaml,
+    which holds every default and says why."""
+
+    def __init__(self, *, image_size: int, channels: int, num_seen_classes: int, k_shot: int,
+                 layer_sizes: Sequence[int], inner_layers: int, dropout: float, z_dim: int,
+                 z_channels: Sequence[int], bn_momentum: float, spectral_norm: bool, disc_layer_sizes: Sequence[int],
+                 disc_inner_layers: int, disc_head_width: int, gp_weight: float, gp_norm: str, critic_steps: int,
+                 lr: float, betas: Sequence[float], augment_rot90: bool, max_generate_batch: int,
+                 bn_recalibration_batches: int) -> None:
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot)
+        if int(k_shot) < 2:
+            raise UserError("DAGAN trains on pairs of images of one class (x = support[:, 0], x' = support[:, 1]): "
+                            f"set data.k_shot >= 2 (got {k_shot})")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.z_dim = int(z_dim)
         self.gp_weight = float(gp_weight)
+        if gp_norm not in GP_NORMS:
+            raise UserError(f"method.gp_norm must be one of {', '.join(GP_NORMS)}; got {gp_norm!r}")
+        self.gp_norm = gp_norm
         self.critic_steps = int(critic_steps)
         if self.critic_steps < 1:
-            raise ValueError("critic_steps must be >= 1")
+            raise UserError(f"method.critic_steps must be >= 1; got {critic_steps}")
         self.lr = float(lr)
         self.betas = tuple(float(b) for b in betas)
         self.augment_rot90 = bool(augment_rot90)
@@ -234,6 +236,7 @@ class DAGAN(FewShotGenerator):
         # Critic updates so far; a generator update follows every `critic_steps`-th. A plain int (no host
         # sync), kept in checkpoints through on_save_checkpoint so a resumed run keeps its phase.
         self.critic_updates = 0
+        self.bn_recalibration = BatchNormRecalibration(bn_recalibration_batches)
 
     # -- training -------------------------------------------------------------------------------------------
     def critic_score(self, x: Tensor, y: Tensor) -> Tensor:
@@ -251,11 +254,27 @@ class DAGAN(FewShotGenerator):
         return xs, ys
 
     def gradient_penalty(self, x: Tensor, real: Tensor, fake: Tensor) -> Tensor:
+        """E[(||grad_y D(x, y)|| - 1)^2] on y = e x' + (1 - e) G(x, z). ``gp_norm``: ``height`` is the release's
+        norm (dagan_networks_wgan.py L183-185: the sum of squares over axis 1 of the NHWC gradient, i.e. one norm
+        per (sample, column, channel), averaged); ``sample`` the per-sample norm of WGAN-GP (Gulrajani et al.)."""
         eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
         interp = (eps * real + (1 - eps) * fake).requires_grad_(True)
         score = self.critic_score(x, interp)
         (grad,) = torch.autograd.grad(score.sum(), interp, create_graph=True)
-        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        norms = grad.norm(dim=2) if self.gp_norm == "height" else grad.flatten(1).norm(dim=1)
+        return ((norms - 1) ** 2).mean()
+
+    def critic_loss(self, x: Tensor, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """WGAN-GP critic loss E[D(x, G(x, z))] - E[D(x, x')] + gp_weight * GP (dagan_networks_wgan.py L167-186)."""
+        d_real = self.critic_score(x, real).mean()
+        d_fake = self.critic_score(x, fake).mean()
+        gp = self.gradient_penalty(x, real, fake)
+        loss = d_fake - d_real + self.gp_weight * gp
+        return loss, {"dagan/d_loss": loss, "dagan/wdist": d_real - d_fake, "dagan/gp": gp}
+
+    def generator_loss(self, x: Tensor, fake: Tensor) -> Tensor:
+        """-E[D(x, G(x, z))] (dagan_networks_wgan.py L168)."""
+        return -self.critic_score(x, fake).mean()
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         x, real = make_pairs(batch["support"])
@@ -267,27 +286,28 @@ class DAGAN(FewShotGenerator):
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
             fake = self.generator(x, torch.randn(n, self.z_dim, device=x.device))
-        d_real = self.critic_score(x, real).mean()
-        d_fake = self.critic_score(x, fake).mean()
-        gp = self.gradient_penalty(x, real, fake)
-        d_loss = d_fake - d_real + self.gp_weight * gp
+        d_loss, logs = self.critic_loss(x, real, fake)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
         self.untoggle_optimizer(opt_d)
         self.critic_updates += 1
-        logs = {"dagan/d_loss": d_loss.detach(), "dagan/wdist": (d_real - d_fake).detach(), "dagan/gp": gp.detach()}
 
         if self.critic_updates % self.critic_steps == 0:
             self.toggle_optimizer(opt_g)
-            fake = self.generator(x, torch.randn(n, self.z_dim, device=x.device))
-            g_loss = -self.critic_score(x, fake).mean()
+            g_loss = self.generator_loss(x, self.generator(x, torch.randn(n, self.z_dim, device=x.device)))
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()
             self.untoggle_optimizer(opt_g)
-            logs["dagan/g_loss"] = g_loss.detach()
-        self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False, batch_size=n)
+            logs["dagan/g_loss"] = g_loss
+        self.log_dict({k: v.detach() for k, v in logs.items()}, on_step=True, on_epoch=False, prog_bar=False,
+                      batch_size=n)
+        self.bn_recalibration.step(self, batch["support"], batch_idx, self.generator, self._recalibration_forward)
+
+    def _recalibration_forward(self, support: Tensor) -> None:
+        x = make_pairs(support)[0]
+        self.generator(x, torch.randn(x.shape[0], self.z_dim, device=x.device))
 
     def configure_optimizers(self):
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
@@ -305,7 +325,8 @@ class DAGAN(FewShotGenerator):
     def generate(self, support: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
         """[B, num, C, H, W]; image j is G(support[:, j % K], z_j) (DAGAN conditions on one image).
 
-        The generator runs in inference mode (BatchNorm running statistics, no dropout) whatever the module's
+        The generator runs in inference mode (BatchNorm running statistics, no dropout), as the release samples
+        (utils/sampling.py L15, L25 feed training_phase False, which turns its dropout off), whatever the module's
         mode, so the images depend only on ``support`` and ``generator``.
         """
         self.check_support(support)

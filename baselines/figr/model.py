@@ -30,7 +30,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from fsgen_bench.errors import UserError
 from fsgen_bench.methods.base import FewShotGenerator
+
+#: gradient-penalty norms: the release's per-pixel norm over channels, or WGAN-GP's per-sample norm
+GP_NORMS = ("pixel", "sample")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -117,27 +121,13 @@ class FIGRCritic(nn.Module):
 
 
 class FIGR(FewShotGenerator):
-    def __init__(
-        self,
-        *,
-        image_size: int,
-        channels: int,
-        num_seen_classes: int,
-        k_shot: int,
-        z_dim: int = 100,               # FIGR samples z ~ N(0, I_100)
-        width: int = 64,                # channels of the last G stage / first D conv (FIGR: 64)
-        max_stages: int = 4,            # 2x up/down-sampling stages (FIGR: 4, i.e. start at H/16)
-        inner_steps: int = 10,          # FIGR inner_epochs: (D step + G step) per task
-        inner_lr: float = 1e-3,         # FIGR: SGD lr 1e-3 in the inner loop
-        inner_batch: int = 4,           # FIGR: a task is batch_size=4 images of one class
-        gp_weight: float = 10.0,        # WGAN-GP penalty weight
-        meta_lr: float = 1e-4,          # FIGR: Adam lr 1e-4 on the Reptile direction
-        meta_betas: tuple[float, float] = (0.9, 0.999),  # not given in the reference notes: torch defaults
-        adapt_steps: int = 10,          # FIGR validation: fine-tune 10 inner steps on the new class
-        vectorise_tasks: bool = True,   # vmap the inner loops of a batch's tasks (False: loop over tasks)
-        adapt_chunk: int = 64,          # episodes fine-tuned together in generate() (memory bound only)
-        adapt_seed: int = 0,            # seeds adapt()'s fine-tuning noise when no generator is passed
-    ) -> None:
+    """FIGR (Clouatre & Demers 2019). Keyword arguments = the ``method:`` keys of configs/methods/figr.yaml,
+    which holds every default and says why."""
+
+    def __init__(self, *, image_size: int, channels: int, num_seen_classes: int, k_shot: int, z_dim: int, width: int,
+                 max_stages: int, inner_steps: int, inner_lr: float, inner_batch: int, gp_weight: float,
+                 gp_norm: str, meta_lr: float, meta_betas: tuple[float, float], adapt_steps: int,
+                 vectorise_tasks: bool, adapt_chunk: int, adapt_seed: int) -> None:
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot)
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -146,6 +136,9 @@ class FIGR(FewShotGenerator):
         self.inner_lr = float(inner_lr)
         self.inner_batch = int(inner_batch)
         self.gp_weight = float(gp_weight)
+        if gp_norm not in GP_NORMS:
+            raise UserError(f"method.gp_norm must be one of {', '.join(GP_NORMS)}; got {gp_norm!r}")
+        self.gp_norm = gp_norm
         self.meta_lr = float(meta_lr)
         self.meta_betas = tuple(float(b) for b in meta_betas)
         self.adapt_steps = int(adapt_steps)
@@ -153,7 +146,7 @@ class FIGR(FewShotGenerator):
         self.adapt_chunk = max(1, int(adapt_chunk))
         self.adapt_seed = int(adapt_seed)
         if self.inner_steps < 1 or self.adapt_steps < 0 or self.inner_batch < 1:
-            raise ValueError("FIGR needs inner_steps >= 1, inner_batch >= 1 and adapt_steps >= 0")
+            raise UserError("FIGR needs method.inner_steps >= 1, inner_batch >= 1 and adapt_steps >= 0")
         self.generator = FIGRGenerator(image_size=image_size, channels=channels, z_dim=self.z_dim, width=width,
                                        max_stages=max_stages)
         self.critic = FIGRCritic(image_size=image_size, channels=channels, width=width, max_stages=max_stages)
@@ -176,7 +169,10 @@ class FIGR(FewShotGenerator):
             return functional_call(self.critic, pd, (x,)).sum()
 
         gx = grad(critic_sum)(interp)
-        gp = ((gx.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        # ``pixel``: the release's norm over dim 1 (train.py L45: the channels of an NCHW gradient), one norm per
+        # pixel; ``sample``: WGAN-GP's per-sample norm (Gulrajani et al. 2017).
+        norms = gx.norm(dim=1) if self.gp_norm == "pixel" else gx.flatten(1).norm(dim=1)
+        gp = ((norms - 1) ** 2).mean()
         wdist = functional_call(self.critic, pd, (real,)).mean() - functional_call(self.critic, pd, (fake,)).mean()
         loss = -wdist + self.gp_weight * gp
         return loss, (loss.detach(), wdist.detach())

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fsgen_bench.errors import UserError
 from fsgen_bench.methods.base import FewShotGenerator
 
 
@@ -170,27 +171,13 @@ def gaussian_kl(mu_q: Tensor, sd_q: Tensor, mu_p: Tensor, sd_p: Tensor) -> Tenso
 
 
 class GMN(FewShotGenerator):
-    def __init__(
-        self,
-        *,
-        image_size: int,
-        channels: int,
-        num_seen_classes: int,
-        k_shot: int,
-        latent_dim: int = 50,                # one_shot.py --hidden-dim 50
-        state_dim: int = 200,                # the memory-read GRU state (state_dim = 200)
-        feature_dim: int = 200,              # matching space of the memory (the original: 288 = 3*3*32 raw)
-        prior_hidden: int = 200,             # prior MLP width (GenerativeModel.hp: 200)
-        encoder_widths: tuple[int, ...] = (16, 32, 32),   # one_shot.py sections 28->13->6->3 (16, 32, 32)
-        hops: int = 1,                       # --hops: attention steps of the recognition/generation reads
-        prior_hops: int = 1,                 # --prior-hops
-        binarize: bool | None = None,        # None: dynamic binarisation for 1-channel data (the paper's)
-        lr: float = 1e-3,                    # Adam lr (the paper's schedule starts at 1e-3)
-        betas: tuple[float, float] = (0.9, 0.99),   # one_shot.py: Adam beta2 = 0.99
-        lr_milestones: tuple[int, ...] = (),  # epochs where lr is multiplied by lr_gamma (paper: 1e-3/3e-4/1e-4)
-        lr_gamma: float = 0.3,
-        max_generate_batch: int = 1024,      # rows (episode x sample) per decoder pass in generate()
-    ) -> None:
+    """GMN (Bartunov & Vetrov, AISTATS 2018). Keyword arguments = the ``method:`` keys of configs/methods/gmn.yaml,
+    which holds every default and says why."""
+
+    def __init__(self, *, image_size: int, channels: int, num_seen_classes: int, k_shot: int, latent_dim: int,
+                 state_dim: int, feature_dim: int, prior_hidden: int, encoder_widths: tuple[int, ...], hops: int,
+                 prior_hops: int, binarize: bool | None, lr: float, betas: tuple[float, float],
+                 lr_milestones: tuple[int, ...], lr_gamma: float, max_generate_batch: int) -> None:
         super().__init__(image_size=image_size, channels=channels, num_seen_classes=num_seen_classes, k_shot=k_shot)
         self.save_hyperparameters()
         self.latent_dim = int(latent_dim)
@@ -281,7 +268,7 @@ class GMN(FewShotGenerator):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         support = batch["support"]
         if support.shape[1] < 2:
-            raise ValueError(
+            raise UserError(
                 "GMN trains on the sequential ELBO of an episode (image t conditioned on images < t), so it "
                 f"needs data.k_shot >= 2; got K={support.shape[1]}"
             )

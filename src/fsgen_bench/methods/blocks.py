@@ -3,12 +3,14 @@
 Sources (read for facts, no code copied): the official TF1 releases
 ``bcmi/F2GAN-Few-Shot-Image-Generation`` @ 8151595 (Hong et al., "F2GAN: Fusing-and-Filling GAN for Few-shot
 Image Generation", ACM MM 2020, arXiv 2008.01999), ``bcmi/MatchingGAN-Few-Shot-Image-Generation`` @ 916e424
-(Hong et al., ICME 2020) and ``AntreasAntoniou/DAGAN`` @ 6f1a503 (Antoniou et al. 2017), as summarised in
-``shared/reference/f2gan-and-baselines.md`` sections 1.2-1.5 and 2.1-2.2.
+(Hong et al., ICME 2020) and ``AntreasAntoniou/DAGAN`` @ 6f1a503 (Antoniou et al. 2017). Below, "F2 arch" is
+F2GAN's ``dagan_architectures_with_matchingclassifier.py`` at that commit.
 
-* :class:`UResNetEncoder`: DAGAN's "UResNet" encoder (reference 1.3), used image-by-image by all three.
-* :class:`ResDiscriminatorTrunk`: F2GAN's pre-activation ResNet discriminator trunk (reference 1.5).
-* :func:`sample_coefficients`: the fusion coefficients a ~ U(1, 10), normalised to sum 1 (reference 1.2).
+* :class:`UResNetEncoder`: DAGAN's "UResNet" encoder (``dagan_architectures.py`` ``UResNetGenerator``), used
+  image-by-image by all three.
+* :class:`ResDiscriminatorTrunk`: F2GAN's pre-activation ResNet discriminator trunk (F2 arch
+  ``Discriminator.feature_extractor``).
+* :func:`sample_coefficients`: the fusion coefficients a ~ U(1, 10), normalised to sum 1 (F2 arch L733).
 * :class:`FusionGenerator`: the F2GAN/MatchingGAN generator skeleton. One shared encoder runs over all K
   conditional images at once (as a batch of B*K), the bottleneck is fused as sum_k a_k E(x_k), and at chosen
   decoder stages a pluggable *skip fusion* module (NAF for F2GAN, :class:`WeightedSumFusion` for MatchingGAN)
@@ -94,7 +96,8 @@ def _initialise(layer: nn.Module, init: str) -> None:
 
 
 class ConvLReLUBN(nn.Sequential):
-    """conv -> LeakyReLU(0.2) -> BatchNorm (-> dropout): the layer unit of the TF UResNet (reference 1.3)."""
+    """conv -> LeakyReLU(0.2) -> BatchNorm (-> dropout): the layer unit of the TF UResNet (DAGAN
+    ``dagan_architectures.py`` ``add_encoder_layer``)."""
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int = 1, sn: bool = True, dropout: float = 0.0,
                  bn_momentum: float = 0.01) -> None:
@@ -132,7 +135,7 @@ class DenseInnerLayers(nn.Module):
 
 # -- encoder ---------------------------------------------------------------------------------------------------
 class UResNetEncoder(nn.Module):
-    """DAGAN's UResNet encoder (reference 1.3), used unchanged by MatchingGAN and F2GAN.
+    """DAGAN's UResNet encoder, used unchanged by MatchingGAN and F2GAN.
 
     * block 0: conv3x3 s2 -> LReLU -> BN (the releases hard-code 64 filters; here ``layer_sizes[0]``).
     * block i >= 1: ``inner_layers`` densely connected stride-1 convs reading
@@ -175,7 +178,7 @@ class UResNetEncoder(nn.Module):
 
 # -- discriminator trunk ---------------------------------------------------------------------------------------
 class PreActResBlock(nn.Module):
-    """LReLU -> conv3x3 -> LReLU -> conv3x3, plus a (1x1 conv when channels change) shortcut (reference 1.5)."""
+    """LReLU -> conv3x3 -> LReLU -> conv3x3, plus a (1x1 conv when channels change) shortcut (F2 arch ``pre_resblock``)."""
 
     def __init__(self, in_ch: int, out_ch: int, sn: bool = True) -> None:
         super().__init__()
@@ -190,7 +193,7 @@ class PreActResBlock(nn.Module):
 
 
 class ResDiscriminatorTrunk(nn.Module):
-    """F2GAN's discriminator feature extractor (reference 1.5), spectral norm on every conv, no BN.
+    """F2GAN's discriminator feature extractor (F2 arch ``feature_extractor``), spectral norm on every conv, no BN.
 
     conv7x7 (reflect padding) -> ``num_stages`` x [2 pre-activation ResBlocks, avg-pool 3x3 s2 'same'] with the
     channels doubling from ``2 * base_channels`` (capped at ``max_channels``) -> ``final_blocks`` ResBlocks.
@@ -220,7 +223,7 @@ class ResDiscriminatorTrunk(nn.Module):
 # -- fusion coefficients ---------------------------------------------------------------------------------------
 def sample_coefficients(batch: int, k: int, *, generator: torch.Generator | None = None,
                         device: torch.device | str | None = None, low: float = 1.0, high: float = 10.0) -> Tensor:
-    """[batch, k] interpolation coefficients: u ~ U(low, high) normalised to sum 1 per row (reference 1.2).
+    """[batch, k] interpolation coefficients: u ~ U(low, high) normalised to sum 1 per row (F2 arch L733).
 
     Drawn from ``generator`` (on its own device) when given, so a fixed generator gives fixed coefficients; the
     result is moved to ``device``.
@@ -233,7 +236,8 @@ def sample_coefficients(batch: int, k: int, *, generator: torch.Generator | None
 
 # -- skip fusion -----------------------------------------------------------------------------------------------
 class WeightedSumFusion(nn.Module):
-    """MatchingGAN's skip (reference 2.1): sum_k a_k xi^k of the encoder features; no parameters.
+    """MatchingGAN's skip: sum_k a_k xi^k of the encoder features, no parameters (MatchingGAN @ 916e424
+    ``dagan_architectures_with_matchingclassifier.py`` ``encoder_layer_attention`` L586-605, concatenated at L738).
 
     Same call signature as every skip-fusion module: ``(decoder [B,C,h,w], encoder [B,K,C_e,h,w], a [B,K])
     -> (fused [B, out_channels, h, w], attention or None)``.
@@ -252,7 +256,7 @@ FusionFactory = Callable[[int, int], nn.Module]
 
 
 class FusionGenerator(nn.Module):
-    """The F2GAN / MatchingGAN generator skeleton (reference 1.3).
+    """The F2GAN / MatchingGAN generator skeleton (F2 arch ``UResNetGenerator.__call__``).
 
     * The shared :class:`UResNetEncoder` encodes the B*K conditional images in one batch.
     * Bottleneck: F = sum_k a_k E(x_k).
@@ -308,16 +312,19 @@ class FusionGenerator(nn.Module):
         return [f.reshape(b, k, *f.shape[1:]) for f in feats]
 
     def forward(self, support: Tensor, coefficients: Tensor, *, return_attention: bool = False,
-                encoder_input: Tensor | None = None):
+                encoder_input: Tensor | None = None, return_code: bool = False):
         """``support`` [B, K, C, H, W], ``coefficients`` [B, K] -> image [B, C, H, W] in [-1, 1].
 
         ``encoder_input`` (same shape as ``support``) replaces what the encoder sees (F2GAN's optional input
         corruption). With ``return_attention`` also returns ``{stage: attention}`` from the fusion modules
-        that produce one (NAF: [B, K, N_dec, N_enc]).
+        that produce one (NAF: [B, K, N_dec, N_enc]); with ``return_code`` also the fused bottleneck code
+        sum_k a_k E(x_k) [B, C_L, h_L, w_L] (MatchingGAN's reconstruction target). Extras follow the image in
+        that order.
         """
         feats = self.encode(support if encoder_input is None else encoder_input)
         a = coefficients.to(feats[-1].dtype)
         h = torch.einsum("bk,bkchw->bchw", a, feats[-1])
+        code = h
         depth = len(feats)
         attention: dict[int, Tensor] = {}
         image_hw = support.shape[-2:]
@@ -331,4 +338,5 @@ class FusionGenerator(nn.Module):
                     attention[s] = attn
                 h = torch.cat([h, fused.to(h.dtype)], dim=1)
         out = torch.tanh(self.head(self.last_inner(h)))
-        return (out, attention) if return_attention else out
+        extras = ([attention] if return_attention else []) + ([code] if return_code else [])
+        return (out, *extras) if extras else out

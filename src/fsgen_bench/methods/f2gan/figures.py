@@ -3,7 +3,7 @@
 Hong et al., "F2GAN: Fusing-and-Filling GAN for Few-shot Image Generation", ACM MM 2020 (arXiv 2008.01999):
 the paper shows images generated from two conditional images while the interpolation coefficient is swept
 from one to the other, and the poster shows where NAF borrows details from. Both work for any module built
-on :class:`~fsgen_bench.methods.f2gan.model.FusionGAN` (the strip also for MatchingGAN; the attention map
+on :class:`~fsgen_bench.methods.fusion.FusionGAN` (the strip also for MatchingGAN; the attention map
 needs NAF). Used by ``fsgen-bench sample`` through ``FusionGAN.method_figures``.
 """
 
@@ -15,16 +15,25 @@ import torch
 from torch import Tensor
 
 
+def interpolation_coefficients(model, steps: int, device=None) -> Tensor:
+    """[steps, 2] coefficients (1 - t, t) swept across the range training draws for K = 2: from
+    (a_max, a_min) to (a_min, a_max), so that every image of the strip is one the generator was trained for
+    (with u ~ U(1, 10) normalised, a_1 runs from 10/11 to 1/11, never 1 or 0)."""
+    a_min, a_max = model.coefficient_bounds(2)
+    t = torch.linspace(a_min, a_max, steps, device=device)
+    return torch.stack([1.0 - t, t], dim=1)
+
+
 @torch.no_grad()
 def interpolation_strip(model, support2: Tensor, steps: int = 9) -> Tensor:
-    """Images generated from two conditional images with coefficients (1 - t, t), t = 0 .. 1.
+    """Images generated from two conditional images with coefficients (1 - t, t), t inside the training range
+    (:func:`interpolation_coefficients`).
 
     ``support2`` is [2, C, H, W] in [-1, 1]; returns [steps, C, H, W] in [-1, 1] (eval mode, one pass).
     """
     if support2.ndim != 4 or support2.shape[0] != 2:
         raise ValueError(f"support2 must be [2, C, H, W]; got {tuple(support2.shape)}")
-    t = torch.linspace(0.0, 1.0, steps, device=support2.device)
-    coefficients = torch.stack([1.0 - t, t], dim=1)                             # [steps, 2]
+    coefficients = interpolation_coefficients(model, steps, support2.device)     # [steps, 2]
     support = support2.unsqueeze(0).expand(steps, *support2.shape)
     return model.generate_with_coefficients(support, coefficients)
 
@@ -70,8 +79,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def save_interpolation_png(strip: Tensor, path: Path, support2: Tensor | None = None) -> Path:
-    """Save ``strip`` [steps, C, H, W] as one row (with the two conditional images at the ends if given)."""
+def save_interpolation_png(strip: Tensor, path: Path, support2: Tensor | None = None,
+                           coefficients: Tensor | None = None) -> Path:
+    """Save ``strip`` [steps, C, H, W] as one row (with the two conditional images at the ends if given); each
+    panel is titled with the weight of x2 (``coefficients[:, 1]``, else the step's fraction)."""
     from matplotlib.figure import Figure
 
     panels = ([support2[0]] if support2 is not None else []) + list(strip) + ([support2[1]] if support2 is not None else [])
@@ -87,7 +98,8 @@ def save_interpolation_png(strip: Tensor, path: Path, support2: Tensor | None = 
         if support2 is not None and (i == 0 or i == n - 1):
             ax.set_title("x1" if i == 0 else "x2", fontsize=8)
         else:
-            ax.set_title(f"t={j / max(steps - 1, 1):.2f}", fontsize=7)
+            t = float(coefficients[j, 1]) if coefficients is not None else j / max(steps - 1, 1)
+            ax.set_title(f"a2={t:.2f}", fontsize=7)
     return _save(fig, path)
 
 
@@ -140,7 +152,8 @@ def write_method_figures(model, support: Tensor, out_dir: Path, *, steps: int = 
     paths: list[Path] = []
     if support.shape[0] >= 2:
         strip = interpolation_strip(model, support[:2], steps)
-        paths.append(save_interpolation_png(strip, out_dir / "interpolation.png", support[:2]))
+        paths.append(save_interpolation_png(strip, out_dir / "interpolation.png", support[:2],
+                                            interpolation_coefficients(model, steps)))
     maps = model.attention_maps(support.unsqueeze(0))
     if maps:
         stage = min(maps)

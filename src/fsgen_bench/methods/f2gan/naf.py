@@ -1,8 +1,9 @@
 """Non-local Attentional Fusion (NAF), the "filling" half of F2GAN.
 
-Hong et al., "F2GAN: Fusing-and-Filling GAN for Few-shot Image Generation", ACM MM 2020 (arXiv 2008.01999);
-official TF1 code bcmi/F2GAN-Few-Shot-Image-Generation @ 8151595 (``UResNetGenerator.attention``). See
-``shared/reference/f2gan-and-baselines.md`` section 1.4 and CARD.md beside this file.
+Hong et al., "F2GAN: Fusing-and-Filling GAN for Few-shot Image Generation", ACM MM 2020 (arXiv 2008.01999),
+its ACM MM poster (Fig. 3), and the official TF1 code bcmi/F2GAN-Few-Shot-Image-Generation @ 8151595
+(``dagan_architectures_with_matchingclassifier.py`` ``UResNetGenerator.attention``, L404-423, called per image
+at L971). See CARD.md beside this file.
 
 For every conditional image k the decoder feature phi (at one upsampling stage) borrows from the
 coefficient-weighted shallow encoder feature a_k xi^k of the same resolution:
