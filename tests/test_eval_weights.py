@@ -123,7 +123,7 @@ def test_inception_loads_from_option_env_and_hub(random_inception_file, no_weigh
     found.append(W.find_inception_weights(None))
     found.append(W.find_inception_weights(str(random_inception_file)))
     assert [f.source for f in found] == ["hub", "env", "option"]
-    ext = InceptionFeatures(found[0], antialias=False, resize=None, device=torch.device("cpu"))
+    ext = InceptionFeatures(found[0], fid_input="torch-fidelity", antialias=False, device=torch.device("cpu"))
     assert not ext.standard          # random weights: flagged as not the standard file
     feats = ext.extract(torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8))
     assert feats.shape == (2, 2048) and feats.dtype == torch.float32
@@ -135,4 +135,5 @@ def test_inception_rejects_a_file_that_is_not_inception(tmp_path):
     path = tmp_path / W.INCEPTION_FILE
     torch.save({"fc.weight": torch.zeros(3, 3)}, path)
     with pytest.raises(UserError, match="is not the FID Inception weights"):
-        InceptionFeatures(W.WeightsFile(path, "option"), antialias=False, resize=None, device=torch.device("cpu"))
+        InceptionFeatures(W.WeightsFile(path, "option"), fid_input="torch-fidelity", antialias=False,
+                          device=torch.device("cpu"))
