@@ -34,7 +34,7 @@ from typing import Iterable
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.metrics import QUESTION_TEXT, QUESTIONS, MetricSpec, spec_of
 from fsgen_bench.eval.records import MetricRecord, read_records
-from fsgen_bench.leaderboard_plots import plot_scatter, plot_table, scatter_axes
+from fsgen_bench.leaderboard_plots import plot_scatter, plot_table, sample_links, scatter_axes, slug
 
 BACKBONE_ORDER = ("inception", "domain", "alex", "vgg", "squeeze")
 BACKBONE_TEXT = {
@@ -45,12 +45,6 @@ BACKBONE_TEXT = {
     "squeeze": "LPIPS on SqueezeNet",
 }
 _MISSING = "–"
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a dataset or protocol id (``clean@v1`` -> ``clean-v1``)."""
-    text = text.replace("@", "-").replace("+", "-")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
 def _natural(text: str) -> tuple:
@@ -433,40 +427,6 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _sample_links(tables: list[Table], runs_dir: Path, out_dir: Path) -> dict[str, list[tuple[str, int, str]]]:
-    """Per table, (row label, seed, link) of the evaluation sample grid of each row's lowest seed that has one.
-
-    Run folders are not committed (checkpoints), so the grid is copied to
-    ``figures/samples/<table>/<label>_s<seed>.png`` and the Markdown links the copy. Without the run folder (a
-    fresh clone rebuilding its tables), a copy made earlier is linked instead; copies no row links are removed.
-    """
-    import shutil
-
-    out: dict[str, list[tuple[str, int, str]]] = {}
-    keep: set[Path] = set()
-    root = out_dir / "figures" / "samples"
-    for table in tables:
-        folder = root / table.slug
-        for row in table.rows:
-            for seed in row.seeds:
-                copy = folder / f"{slug(row.label)}_s{seed}.png"
-                image = runs_dir / row.run_ids[seed] / "eval_samples.png"
-                if image.is_file():
-                    folder.mkdir(parents=True, exist_ok=True)
-                    if not copy.is_file() or copy.read_bytes() != image.read_bytes():
-                        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-                        shutil.copyfile(image, tmp)
-                        tmp.replace(copy)
-                if copy.is_file():
-                    keep.add(copy)
-                    out.setdefault(table.slug, []).append((row.label, seed, copy.relative_to(out_dir).as_posix()))
-                    break
-    for stale in root.glob("*/*.png"):
-        if stale not in keep:
-            stale.unlink()
-    return out
-
-
 def build(records_dir: Path, out_dir: Path, *, plots: bool = True) -> list[Path]:
     """Write leaderboard.md, one CSV per table, figures and README.md into ``out_dir``; return the paths."""
     records_dir, out_dir = Path(records_dir), Path(out_dir)
@@ -479,7 +439,7 @@ def build(records_dir: Path, out_dir: Path, *, plots: bool = True) -> list[Path]
                         f"`fsgen-bench bench configs/suites/glyphs-quick.yaml` first")
     tables = compute_tables(records)
     records_label = Path(os.path.relpath(records_dir, out_dir)).as_posix() + "/"
-    samples = _sample_links(tables, records_dir.parent / "runs", out_dir)
+    samples = sample_links(tables, records_dir.parent / "runs", out_dir)
 
     written = []
     csvs = {out_dir / f"leaderboard_{t.slug}.csv" for t in tables}

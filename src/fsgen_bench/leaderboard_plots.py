@@ -1,4 +1,5 @@
-"""The leaderboard's figures: a bar chart per table (one panel per column) and a fidelity-novelty scatter.
+"""The leaderboard's figures: a bar chart per table (one panel per column), a fidelity-novelty scatter, and the
+copies of each row's evaluation sample grid.
 
 Both take a :class:`fsgen_bench.leaderboard.Table` and write a PNG atomically, with matplotlib's
 object-oriented API on an Agg canvas (no pyplot state, no backend switch for the whole process) and no
@@ -8,6 +9,9 @@ timestamp in the file, so the same records give the same bytes.
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,3 +99,41 @@ def plot_scatter(table: "Table", path: Path) -> Path:
                  fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset, protocol id or row label (``clean@v1`` -> ``clean-v1``)."""
+    text = text.replace("@", "-").replace("+", "-")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def sample_links(tables: list[Table], runs_dir: Path, out_dir: Path) -> dict[str, list[tuple[str, int, str]]]:
+    """Per table, (row label, seed, link) of the evaluation sample grid of each row's lowest seed that has one.
+
+    Run folders are not committed (checkpoints), so the grid is copied to
+    ``figures/samples/<table>/<label>_s<seed>.png`` and the Markdown links the copy. Without the run folder (a
+    fresh clone rebuilding its tables), a copy made earlier is linked instead; copies no row links are removed.
+    """
+    out: dict[str, list[tuple[str, int, str]]] = {}
+    keep: set[Path] = set()
+    root = out_dir / "figures" / "samples"
+    for table in tables:
+        folder = root / table.slug
+        for row in table.rows:
+            for seed in row.seeds:
+                copy = folder / f"{slug(row.label)}_s{seed}.png"
+                image = runs_dir / row.run_ids[seed] / "eval_samples.png"
+                if image.is_file():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    if not copy.is_file() or copy.read_bytes() != image.read_bytes():
+                        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+                        shutil.copyfile(image, tmp)
+                        tmp.replace(copy)
+                if copy.is_file():
+                    keep.add(copy)
+                    out.setdefault(table.slug, []).append((row.label, seed, copy.relative_to(out_dir).as_posix()))
+                    break
+    for stale in root.glob("*/*.png"):
+        if stale not in keep:
+            stale.unlink()
+    return out
