@@ -204,3 +204,13 @@ def test_generated_images_never_outweigh_the_real_shots_under_balanced_weights()
     assert generated_weight("unit", 3, 16) == 1.0
     with pytest.raises(ValueError):
         generated_weight("heavy", 3, 16)
+
+
+def test_images_farther_from_their_conditioning_than_real_ones_score_above_1():
+    """Generated images spread twice as wide as real ones: each lies about sqrt((4 + 1) / (1 + 1)) ~ 1.6 times
+    as far from a conditioning image as a held-out real image does (so the normaliser must be the real images')."""
+    draw, cond, heldout, supports = _clusters()
+    gen = {c: (draw(c, 400) - cond[c].mean(0)) * 2 + cond[c].mean(0) for c in cond}
+    sup = {c: torch.arange(8).repeat(50) for c in cond}
+    out = {v.metric: v for v in novelty_mod.compute(_class_inputs(gen, sup, heldout, cond, supports))}
+    assert 1.35 < out["novelty"].value < 1.9 and out["copy_rate"].value < 0.02
