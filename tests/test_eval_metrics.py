@@ -214,3 +214,18 @@ def test_images_farther_from_their_conditioning_than_real_ones_score_above_1():
     sup = {c: torch.arange(8).repeat(50) for c in cond}
     out = {v.metric: v for v in novelty_mod.compute(_class_inputs(gen, sup, heldout, cond, supports))}
     assert 1.35 < out["novelty"].value < 1.9 and out["copy_rate"].value < 0.02
+
+
+def test_every_episode_fits_with_the_protocols_classifier_c(monkeypatch):
+    """v1 named the loop's class id `c` and fitted each episode with C = that id instead of classifier_c."""
+    from fsgen_bench.eval import fewshot as fs_mod
+
+    seen_c = []
+    real_classifier = fs_mod._classifier
+    monkeypatch.setattr(fs_mod, "_classifier", lambda c, it: seen_c.append(c) or real_classifier(c, it))
+    shots = {cid: _features(6, 4, float(cid), cid).view(2, 3, 4) for cid in (400, 401, 402)}
+    gen = {cid: _features(8, 4, float(cid), cid + 10).view(2, 4, 4) for cid in shots}
+    queries = {cid: _features(5, 4, float(cid), cid + 20) for cid in shots}
+    fs_mod.fewshot_episodes(shots, gen, queries, ways=2, episodes=3, seed=0, protocol_seed=0, c=2.5, max_iter=50,
+                            weight_rule="balanced")
+    assert seen_c == [2.5] * 6
