@@ -114,18 +114,20 @@ def fewshot_episodes(shots: dict[int, torch.Tensor], generated: dict[int, torch.
     pick, sets = episode_plan(len(class_ids), ways=ways, episodes=episodes, shot_sets=shot_sets, seed=seed,
                               protocol_seed=protocol_seed)
     n_queries = min(int(q.shape[0]) for q in queries.values())
-    norm_shots = {c: _normalise(shots[c]) for c in class_ids}
-    norm_gen = {c: _normalise(generated[c]) for c in class_ids}
-    norm_q = {c: _normalise(queries[c][:n_queries]) for c in class_ids}
+    norm_shots = {cid: _normalise(shots[cid]) for cid in class_ids}
+    norm_gen = {cid: _normalise(generated[cid]) for cid in class_ids}
+    norm_q = {cid: _normalise(queries[cid][:n_queries]) for cid in class_ids}
     mine = ctx.shard(list(range(episodes)))
     local = {}
     for e in mine:
         chosen = [class_ids[i] for i in pick[e]]
         xs, ys, xg, yg, xq, yq = [], [], [], [], [], []
-        for label, (c, t) in enumerate(zip(chosen, sets[e])):
-            xs.append(norm_shots[c][t]); ys.append(np.full(len(norm_shots[c][t]), label))
-            xg.append(norm_gen[c][t]); yg.append(np.full(len(norm_gen[c][t]), label))
-            xq.append(norm_q[c]); yq.append(np.full(n_queries, label))
+        # (the class id must not be called `c`: that is the classifier's C, which v1 shadowed here, fitting every
+        # episode with C = the id of its last class instead of the protocol's classifier_c)
+        for label, (cid, t) in enumerate(zip(chosen, sets[e])):
+            xs.append(norm_shots[cid][t]); ys.append(np.full(len(norm_shots[cid][t]), label))
+            xg.append(norm_gen[cid][t]); yg.append(np.full(len(norm_gen[cid][t]), label))
+            xq.append(norm_q[cid]); yq.append(np.full(n_queries, label))
         x_s, y_s = np.concatenate(xs), np.concatenate(ys)
         x_q, y_q = np.concatenate(xq), np.concatenate(yq)
         acc_real = float((_fit_predict(x_s, y_s, x_q, c, max_iter) == y_q).mean())
