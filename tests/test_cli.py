@@ -226,11 +226,11 @@ def test_run_then_eval_share_one_evaluate_and_record_step(tmp_path, capsys):
     (run_dir,) = (results / "runs").iterdir()
     done = json.loads((run_dir / "DONE").read_text())
     (records_file,) = (results / "records").glob("*.jsonl")
-    assert records_file.name.startswith("npy-blobs__clean_v1")       # the dataset label of an npy: path
+    assert records_file.name.startswith("npy-blobs__clean_v2")       # the dataset label of an npy: path
     first = [json.loads(line) for line in records_file.read_text().splitlines()]
     assert done["run_id"] == run_dir.name and done["records"] == len(first) > 0
     assert {(r["run_id"], r["dataset"], r["method"]) for r in first} == {(run_dir.name, "npy-blobs", "noise")}
-    assert all(r["extra"]["reference"] is True and r["extra"]["variant"] is None for r in first)
+    assert all(r["reference"] is True and r["variant"] is None for r in first)
     assert {r["extra"]["train_wall_s"] for r in first} == {0.0}
     assert sorted(p.name for p in run_dir.iterdir() if not p.is_dir()) == [
         "DONE", "config.yaml", "dataset.json", "eval_metrics.csv", "eval_plan.json", "eval_samples.png"]
@@ -250,3 +250,24 @@ def test_run_then_eval_share_one_evaluate_and_record_step(tmp_path, capsys):
     assert [{k: v for k, v in r.items() if k not in drop} for r in second] == \
         [{k: v for k, v in r.items() if k not in drop} for r in first]
     assert {r["extra"]["train_wall_s"] for r in second} == {None}     # evaluated without training
+
+
+def test_preflight_checks_weights_and_k_before_a_run_folder_exists(tmp_path, results, capsys):
+    """A damaged weights file named by an option stops a run with eval.download_weights on before training; a
+    protocol K the method cannot take is refused before training (not after, at generation)."""
+    from fsgen_bench.errors import UserError
+    from fsgen_bench.eval.protocols import get_protocol
+    from fsgen_bench.methods import METHODS
+    from fsgen_bench.runner.steps import check_method_fits
+
+    bad = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    bad.write_bytes(b"not a state dict" * 100)
+    before = snapshot(results)
+    code, out, err = run_cli(["run", "--method", "noise", "--dataset", "glyphs", "--preset", "smoke", "--results",
+                              str(results), "--set", "eval.download_weights=true", "--set",
+                              f"eval.inception_weights={bad}"], capsys)
+    assert code == 2 and str(bad) in err, err
+    assert snapshot(results) == before
+    with pytest.raises(UserError, match=r"K = 1.*accepts K = 2\.\.any.*fusion"):
+        check_method_fits(METHODS.get("f2gan"), get_protocol("clean").with_overrides(k_shot=1))
+    check_method_fits(METHODS.get("f2gan"), get_protocol("clean"))

@@ -268,3 +268,38 @@ def test_clip_file_with_the_published_hash_is_standard(tiny_clip_file, monkeypat
     (hub / W.REGISTRY["clip"].file).symlink_to(tiny_clip_file)
     ext = build_pretrained_extractor("clip", {}, device=CPU)
     assert ext.standard is True and ext.record_extra()["standard_weights"] is True
+
+
+@pytest.mark.slow
+def test_a_run_with_every_weights_file_reports_each_backbone_in_its_own_column(tmp_path, monkeypatch):
+    """Issue 16: with the files present (test-made: right keys and shapes, random values) the harness reports
+    fid/inception, lpips/alex and fid/dinov2 beside the domain metrics, and the leaderboard gives each its column.
+
+    ViT-L/14 at full size would cost a 1.2 GB file; the registry's shape check and the extractor both read
+    ``dinov2.ARCHS`` when called, so a one-block ViT-S stands in for ViT-L under the name ``dinov2``.
+    """
+    import torchvision
+
+    from fsgen_bench.eval.harness import evaluate
+    from fsgen_bench.leaderboard import compute_tables
+    from test_eval_support import RUN_META, TINY_EVAL_CFG, copy_support, tiny_datamodule, tiny_protocol, \
+        write_random_inception
+
+    monkeypatch.setitem(D.ARCHS, "vitl14", dataclasses.replace(D.ARCHS["vits14"], depth=1))
+    dino = tmp_path / "dinov2_vitl14_pretrain.pth"
+    torch.save(_random_state(D.expected_shapes("vitl14")), dino)
+    alex = tmp_path / "alexnet-owt-7be5be79.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), alex)
+    monkeypatch.setenv("FSGEN_INCEPTION_WEIGHTS", str(write_random_inception(tmp_path / "inception.pth")))
+    cfg = {**TINY_EVAL_CFG, "backbones": ["domain", "inception", "dinov2"], "fewshot": False, "lowdata": False,
+           "dinov2_weights": str(dino), "lpips_backbone_weights": str(alex)}
+    records = evaluate(copy_support(), tiny_datamodule(tmp_path / "cache"), protocol=tiny_protocol(), eval_cfg=cfg,
+                       cache_dir=tmp_path / "cache", run_meta=RUN_META, log=lambda *a: None)
+    keys = {r.key for r in records}
+    assert {"fid/domain", "fid/inception", "fid/dinov2", "kid/dinov2", "lpips/alex"} <= keys
+    dino_fid = next(r for r in records if r.key == "fid/dinov2")
+    assert dino_fid.extra["weights"] == str(dino) and dino_fid.extra["input_side"] == D.INPUT_SIDE
+    (table,) = compute_tables(records)
+    columns = [c.key for c in table.columns]
+    assert {"fid/domain", "fid/inception", "fid/dinov2", "lpips/alex"} <= set(columns)
+    assert len(columns) == len(set(columns))

@@ -18,7 +18,7 @@ SIZE = 16
 SEEN, UNSEEN = 10, 6
 PER_SEEN, PER_UNSEEN = 12, 14
 
-#: Small enough for a CPU test: 8 images per class from 2 support sets, 6 five-way episodes.
+#: Small enough for a CPU test: 8 images per class from 2 support sets, 6 five-way 3-shot episodes.
 TINY_PROTOCOL = dict(
     num_generated=8, supports_per_class=2, kid_subsets=10,
     fewshot={"ways": (5,), "episodes": 6, "shot_sets": 2, "generated_per_class": 4, "queries": 4,
@@ -77,10 +77,16 @@ def noise():
     return Noise(image_size=SIZE, channels=1, num_seen_classes=SEEN, k_shot=3)
 
 
+def real_row():
+    from fsgen_bench.baselines.reference_real import HeldOutReal
+
+    return HeldOutReal(image_size=SIZE, channels=1, num_seen_classes=SEEN, k_shot=3)
+
+
 def write_random_inception(path: Path) -> Path:
     """torch-fidelity's FeatureExtractorInceptionV3 with random weights, saved like the FID weights file (~96 MB).
 
-    Its download is patched out (ecosystem.md §1.2 recipe 4): right keys and shapes, meaningless values.
+    Its download is patched out: right keys and shapes, meaningless values.
     """
     from unittest import mock
 

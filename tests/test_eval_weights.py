@@ -201,7 +201,7 @@ def test_inception_loads_from_option_env_and_hub(random_inception_file, no_weigh
     found.append(W.find_inception_weights(str(random_inception_file)))
     assert [f.source for f in found] == ["hub", "env", "option"]
     assert W.verify(W.REGISTRY["inception"], found[0]).standard is True       # (the patched hash)
-    ext = InceptionFeatures(found[2], antialias=False, resize=None, device=torch.device("cpu"))
+    ext = InceptionFeatures(found[2], fid_input="torch-fidelity", antialias=False, device=torch.device("cpu"))
     assert not ext.standard          # features.py compares with the file name's suffix: random weights are flagged
     feats = ext.extract(torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8))
     assert feats.shape == (2, 2048) and feats.dtype == torch.float32
@@ -213,4 +213,5 @@ def test_inception_rejects_a_file_that_is_not_inception(tmp_path):
     path = tmp_path / W.INCEPTION_FILE
     torch.save({"fc.weight": torch.zeros(3, 3)}, path)
     with pytest.raises(UserError, match="is not the FID Inception weights"):
-        InceptionFeatures(W.WeightsFile(path, "option"), antialias=False, resize=None, device=torch.device("cpu"))
+        InceptionFeatures(W.WeightsFile(path, "option"), fid_input="torch-fidelity", antialias=False,
+                          device=torch.device("cpu"))

@@ -18,9 +18,6 @@ PACKAGE_ROOTS = {"fsgen_bench": ROOT / "src" / "fsgen_bench", "fsgen_bench.basel
 MAX_LINES = 500
 # A longer module states why in the first line of its docstring, e.g. "... (kept in one file because ...)".
 LONG_FILE_REASON = re.compile(r"kept in one file because", re.I)
-# Modules over the limit that another part of issue 12 is splitting right now (the evaluate stages, the metric
-# registry, the shared fusion GAN). Each must still be long (else drop it here); empty this when they land.
-BEING_SPLIT = {"src/fsgen_bench/eval/harness.py", "src/fsgen_bench/leaderboard.py"}
 
 
 @dataclass(frozen=True)
@@ -153,17 +150,13 @@ def test_no_import_cycle_in_the_package():
 
 
 def test_no_module_is_long_without_a_stated_reason():
-    too_long, still_long = [], set()
+    too_long = []
     for name, path in package_modules().items():
         lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines <= MAX_LINES:
             continue
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        where = path.relative_to(ROOT).as_posix()
-        if where in BEING_SPLIT:
-            still_long.add(where)
-        elif not LONG_FILE_REASON.search(doc.strip().splitlines()[0] if doc.strip() else ""):
-            too_long.append(f"{where}: {lines} lines")
-    assert still_long == BEING_SPLIT, f"no longer long, remove from BEING_SPLIT: {sorted(BEING_SPLIT - still_long)}"
+        if not LONG_FILE_REASON.search(doc.strip().splitlines()[0] if doc.strip() else ""):
+            too_long.append(f"{path.relative_to(ROOT).as_posix()}: {lines} lines")
     assert not too_long, (f"modules over {MAX_LINES} lines whose docstring's first line does not say why "
                           f"('kept in one file because ...'): split them or say why:\n  " + "\n  ".join(too_long))

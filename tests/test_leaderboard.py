@@ -24,13 +24,17 @@ GOLDEN = Path(__file__).parent / "golden" / "leaderboard"
 UPDATE = bool(os.environ.get("FSGEN_UPDATE_GOLDEN"))
 
 
+REFERENCE = ("copy-support", "noise", "real")
+
+
 def rec(method, seed, metric, backbone, value, *, setting="", protocol="clean@v1", dataset="glyphs", preset="quick",
-        ci95=None, ts=1000.0, version="0.1.0+gaaaaaaa"):
+        ci95=None, ts=1000.0, version="0.1.0+gaaaaaaa", resolution=32, variant=None, extra=None):
     run_id = f"{method}-{dataset}-{preset or 'default'}-s{seed}"
     return MetricRecord(run_id=run_id, method=method, dataset=dataset, protocol=protocol, metric=metric,
                         backbone=backbone, setting=setting, value=value, ci95=ci95, seed=seed,
                         config_hash="c0ffee", code_version=version, hardware="cpu:x86_64x2", wall_time_s=1.0,
-                        timestamp=ts + seed, preset=preset)
+                        timestamp=ts + seed, preset=preset, resolution=resolution, variant=variant,
+                        reference=method in REFERENCE, extra=dict(extra or {}))
 
 
 def synthetic_records() -> list[MetricRecord]:
@@ -69,6 +73,32 @@ def synthetic_records() -> list[MetricRecord]:
     return out
 
 
+def v2_records() -> list[MetricRecord]:
+    """clean@v2 at 32 px with the novelty/fidelity columns (a scatter), a non-default variant with a note, the
+    real reference row; and the same protocol at 64 px: a second table."""
+    out = []
+    note = {"default_variant": "paper", "row_note": "release variant: BN statistics recalibrated"}
+    rows = {  # method: (novelty, class_fidelity, diversity_ratio, variant, extra)
+        "f2gan": ((0.62, 0.70, 0.66), (0.81, 0.79, 0.83), (0.9, 1.3, 1.1), None, {}),
+        "gmn": ((1.9, 2.1, 2.0), (0.35, 0.31, 0.33), (2.5, 2.4, 2.6), None, {}),
+        "dagan": ((0.40, 0.44, 0.42), (0.70, 0.72, 0.71), (0.8, 0.8, 0.8), "release", note),
+        "copy-support": ((0.0, 0.0, 0.0), (0.99, 0.98, 0.99), (0.87, 0.88, 0.86), None, {}),
+        "real": ((1.0, 1.02, 0.98), (0.95, 0.94, 0.96), (1.0, 1.0, 1.0), None,
+                 {"real_reference": "held-out real images scored as if generated"}),
+    }
+    for method, (nov, fid_, ratio, variant, extra) in rows.items():
+        preset = None if method in REFERENCE else "quick"
+        for s in (0, 1, 2):
+            kw = dict(protocol="clean@v2", preset=preset, variant=variant, extra=extra)
+            out += [rec(method, s, "novelty", "domain", nov[s], **kw),
+                    rec(method, s, "class_fidelity", "domain", fid_[s], **kw),
+                    rec(method, s, "diversity_ratio", "domain", ratio[s], **kw),
+                    rec(method, s, "fewshot_gain", "domain", 0.01 * s, setting="allway3shot", **kw)]
+    out += [rec("f2gan", 0, "fid", "domain", 30.0 + s, protocol="clean@v2", resolution=64) for s in (0,)]
+    out += [rec("dagan", 0, "fid", "domain", 35.0, protocol="clean@v2", resolution=64)]
+    return out
+
+
 def write_records(results: Path, records: list[MetricRecord]) -> Path:
     records_dir = results / "records"
     by_file: dict[str, list[MetricRecord]] = {}
@@ -79,9 +109,14 @@ def write_records(results: Path, records: list[MetricRecord]) -> Path:
     return records_dir
 
 
+GOLDEN_FILES = ["leaderboard.md", "README.md", "leaderboard_glyphs_clean-v1_32px.csv",
+                "leaderboard_glyphs_clean-v2_32px.csv", "leaderboard_glyphs_clean-v2_64px.csv",
+                "leaderboard_glyphs_lofgan-v1_32px.csv"]
+
+
 def test_golden_markdown_and_csv(tmp_path):
     results = tmp_path / "results"
-    records_dir = write_records(results, synthetic_records())
+    records_dir = write_records(results, synthetic_records() + v2_records())
     # f2gan's seed-1 run saved samples (seed 0 did not): the Markdown links that one
     sample = results / "runs" / "f2gan-glyphs-quick-s1" / "eval_samples.png"
     sample.parent.mkdir(parents=True)
@@ -89,11 +124,14 @@ def test_golden_markdown_and_csv(tmp_path):
     written = build(records_dir, results)
 
     names = sorted(p.relative_to(results).as_posix() for p in written)
-    assert names == ["README.md", "figures/leaderboard_glyphs_clean-v1.png", "figures/leaderboard_glyphs_lofgan-v1.png",
-                     "figures/samples/glyphs_clean-v1/f2gan_quick_s1.png",
-                     "figures/samples/glyphs_lofgan-v1/f2gan_s1.png", "leaderboard.md",
-                     "leaderboard_glyphs_clean-v1.csv", "leaderboard_glyphs_lofgan-v1.csv"]
-    compared = ["leaderboard.md", "README.md", "leaderboard_glyphs_clean-v1.csv", "leaderboard_glyphs_lofgan-v1.csv"]
+    assert names == ["README.md", "figures/leaderboard_glyphs_clean-v1_32px.png",
+                     "figures/leaderboard_glyphs_clean-v2_32px.png", "figures/leaderboard_glyphs_clean-v2_64px.png",
+                     "figures/leaderboard_glyphs_lofgan-v1_32px.png",
+                     "figures/samples/glyphs_clean-v1_32px/f2gan_quick_s1.png",
+                     "figures/samples/glyphs_clean-v2_32px/f2gan_s1.png",
+                     "figures/samples/glyphs_lofgan-v1_32px/f2gan_s1.png", "figures/scatter_glyphs_clean-v2_32px.png",
+                     "leaderboard.md", *GOLDEN_FILES[2:]]
+    compared = GOLDEN_FILES
     if UPDATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)
         for name in compared:
@@ -103,6 +141,8 @@ def test_golden_markdown_and_csv(tmp_path):
         assert (results / name).read_text(encoding="utf-8") == expected, f"{name} differs from tests/golden/leaderboard"
     for png in (p for p in written if p.parent.name == "figures"):   # the plots (sample grids are copies)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    for stale in GOLDEN.glob("*"):
+        assert stale.name in compared, f"{stale} is no longer produced: remove it"
 
 
 def test_sample_grids_are_copied_out_of_the_uncommitted_run_folders(tmp_path):
@@ -112,9 +152,9 @@ def test_sample_grids_are_copied_out_of_the_uncommitted_run_folders(tmp_path):
     grid.parent.mkdir(parents=True)
     grid.write_bytes(b"\x89PNG\r\n\x1a\n grid of seed 1")
     build(records_dir, results, plots=False)
-    copy = results / "figures" / "samples" / "glyphs_clean-v1" / "f2gan_quick_s1.png"
+    copy = results / "figures" / "samples" / "glyphs_clean-v1_32px" / "f2gan_quick_s1.png"
     assert copy.read_bytes() == grid.read_bytes()
-    assert "](figures/samples/glyphs_clean-v1/f2gan_quick_s1.png)" in (results / "leaderboard.md").read_text()
+    assert "](figures/samples/glyphs_clean-v1_32px/f2gan_quick_s1.png)" in (results / "leaderboard.md").read_text()
 
     # a fresh clone has no runs/: the committed copy stays linked
     shutil.rmtree(results / "runs")
@@ -132,14 +172,14 @@ def test_sample_grids_are_copied_out_of_the_uncommitted_run_folders(tmp_path):
 
 
 def test_output_is_a_pure_function_of_the_records(tmp_path):
-    records = synthetic_records()
+    records = synthetic_records() + v2_records()
     a = tmp_path / "a"
     build(write_records(a, records), a, plots=False)
     shuffled = records[:]
     random.Random(3).shuffle(shuffled)
     b = tmp_path / "b"
     build(write_records(b, shuffled), b, plots=False)
-    for name in ("leaderboard.md", "README.md", "leaderboard_glyphs_clean-v1.csv", "leaderboard_glyphs_lofgan-v1.csv"):
+    for name in GOLDEN_FILES:
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
@@ -225,9 +265,12 @@ def test_stale_tables_are_removed(tmp_path):
     results = tmp_path / "results"
     records_dir = write_records(results, synthetic_records())
     (results / "leaderboard_old_clean-v1.csv").write_text("stale\n")
+    (results / "figures").mkdir(parents=True)
+    (results / "figures" / "scatter_old_clean-v1_32px.png").write_bytes(b"stale")
     (results / "notes.csv").write_text("mine\n")
-    build(records_dir, results, plots=False)
+    build(records_dir, results, plots=True)
     assert not (results / "leaderboard_old_clean-v1.csv").exists()
+    assert not (results / "figures" / "scatter_old_clean-v1_32px.png").exists()
     assert (results / "notes.csv").exists()   # only our own file pattern is cleaned
 
 
@@ -241,3 +284,52 @@ def test_accuracy_with_real_images_only_is_never_ranked():
     rows = {r.label: r for r in table.rows}
     assert rows["f2gan"].cells["fewshot_acc_gen/domain/5way5shot"].best
     assert not any(r.cells["fewshot_acc_real/domain/5way5shot"].best for r in table.rows)
+
+
+def test_two_resolutions_of_one_protocol_give_two_tables():
+    tables = [t for t in compute_tables(v2_records()) if t.protocol == "clean@v2"]
+    assert [(t.resolution, t.slug) for t in tables] == [(32, "glyphs_clean-v2_32px"), (64, "glyphs_clean-v2_64px")]
+    at64 = tables[1]
+    assert {r.method for r in at64.rows} == {"f2gan", "dagan"} and [c.key for c in at64.columns] == ["fid/domain"]
+    assert "64 px" in at64.title
+
+
+def test_variant_labels_notes_and_reference_rows_come_from_the_records():
+    table = next(t for t in compute_tables(v2_records()) if t.resolution == 32)
+    rows = {r.label: r for r in table.rows}
+    assert "dagan (release)" in rows and rows["dagan (release)"].note.startswith("release variant")
+    assert [r.label for r in table.rows] == ["dagan (release)", "f2gan", "gmn", "copy-support", "real"]
+    assert [r.reference for r in table.rows] == [False, False, False, True, True]
+    md = "\n".join(__import__("fsgen_bench.leaderboard", fromlist=["x"])._markdown_table(table))
+    assert "| dagan (release)<sup>1</sup> |" in md and "<sup>1</sup> release variant" in md
+    assert "*real* (ref)<sup>2</sup>" in md and "<sup>2</sup> held-out real images" in md
+
+
+def test_closest_to_target_wins_and_the_registry_orders_the_columns():
+    table = next(t for t in compute_tables(v2_records()) if t.resolution == 32)
+    assert [c.key for c in table.columns] == ["class_fidelity/domain", "novelty/domain", "diversity_ratio/domain",
+                                              "fewshot_gain/domain/allway3shot"]
+    assert [c.arrow for c in table.columns] == ["↑", "→1", "→1", "↑"]
+    best = {c.key: [r.label for r in table.rows if r.cells[c.key].best] for c in table.columns}
+    # novelty: f2gan 0.66 is closer to 1 than dagan 0.42 or gmn 2.0; diversity ratio: f2gan 1.1 beats 0.8 and 2.5;
+    # the copier's perfect class fidelity and real's novelty 1.0 are reference rows, never best
+    assert best["novelty/domain"] == ["f2gan"] and best["diversity_ratio/domain"] == ["f2gan"]
+    assert best["class_fidelity/domain"] == ["f2gan"]
+
+
+def test_records_without_the_new_fields_still_load(tmp_path):
+    legacy = {"run_id": "noise-s0", "method": "noise", "dataset": "glyphs", "protocol": "clean@v1", "metric": "fid",
+              "backbone": "domain", "value": 5.0, "seed": 0}
+    r = MetricRecord.from_dict(legacy)
+    assert (r.resolution, r.variant, r.reference) == (None, None, True)       # the reference rows of that time
+    assert MetricRecord.from_dict({**legacy, "method": "f2gan"}).reference is False
+    (table,) = compute_tables([r, MetricRecord.from_dict({**legacy, "method": "f2gan", "value": 9.0})])
+    assert table.slug == "glyphs_clean-v1" and "resolution not recorded" in table.title
+    assert not any(c.best for row in table.rows for c in row.cells.values())   # one method: no claim
+
+
+def test_an_unregistered_metric_is_shown_unranked():
+    records = [rec(m, 0, "made_up", "domain", v) for m, v in (("f2gan", 1.0), ("dagan", 2.0))]
+    (table,) = compute_tables(records)
+    assert [c.key for c in table.columns] == ["made_up/domain"]
+    assert not any(r.cells["made_up/domain"].best for r in table.rows)

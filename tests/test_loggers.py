@@ -116,7 +116,7 @@ def test_wandb_offline_run_holds_metrics_images_and_table(tmp_path, monkeypatch,
     history, summary, run_info = run["history"], run["summary"], run["run"]
     assert [h["train/loss_g"] for h in history if "train/loss_g" in h] == [1.5, 1.25]
     assert summary["eval/fid/domain"] == 42.5 and summary["eval/lpips/alex"] == 0.25
-    assert run_info.run_group == "glyphs/clean@v1" and run_info.display_name == "f2gan-smoke-s1"
+    assert run_info.run_group == "glyphs/clean@v2" and run_info.display_name == "f2gan-smoke-s1"
     assert run["config"]["run"]["method"] == "f2gan" and run["config"]["logger"]["kind"] == "wandb"
 
     images = list(offline.glob("files/media/images/samples_*.png"))

@@ -27,7 +27,7 @@ def test_f2gan_run_with_wandb_offline_logs_everything(tmp_path, monkeypatch, cap
 
     (offline,) = run_dir.glob("wandb/offline-run-*")
     run = read_wandb_run(offline)
-    assert run["run"].run_group == "npy-blobs/clean@v1" and run["run"].display_name == "f2gan-smoke-s0"
+    assert run["run"].run_group == "npy-blobs/clean@v2" and run["run"].display_name == "f2gan-smoke-s0"
     assert run["config"]["run"]["method"] == "f2gan" and run["config"]["train"]["max_epochs"] == 2
 
     # training losses, one history row per step (smoke: 8 episodes / batch 4 = 2 steps per epoch, 2 epochs)

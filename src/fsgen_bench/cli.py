@@ -71,7 +71,8 @@ RUN_OPTIONS = (
     arg("--results", default=None, metavar="DIR",
         help="results folder (default: run.results_dir = outputs/, which git ignores; the committed suite's "
              "records and tables are in results/)"),
-    arg("--protocol", default=None, help="evaluation protocol: clean (default) | lofgan | f2gan"),
+    arg("--protocol", default=None,
+        help="evaluation protocol: clean (default) | lofgan | lofgan-paper | f2gan (see `fsgen-bench protocols`)"),
     arg("--devices", default=None, help="devices per node (e.g. 2)"),
     arg("--num-nodes", type=int, default=None),
     arg("--accelerator", default=None, help="cpu | cuda | auto"),
@@ -168,10 +169,12 @@ def cmd_datasets(args) -> int:
 
 
 @command("run", "train a method on a dataset, evaluate it and append records", *RUN_OPTIONS,
-         arg("--dry-run", action="store_true", help="print the resolved config and dataset summary, then exit"),
+         arg("--dry-run", action="store_true",
+             help="print the resolved config, the dataset summary and the protocol's evaluation plan, then exit"),
          arg("--fresh", action="store_true", help="start the run again even if it finished or has checkpoints"))
 def cmd_run(args) -> int:
-    from fsgen_bench.runner.build import build_datamodule
+    from fsgen_bench.eval.preflight import render_plan_summary
+    from fsgen_bench.runner.build import build_datamodule, build_protocol
     from fsgen_bench.runner.run import run_experiment
 
     cfg = resolve_from_args(args)
@@ -181,6 +184,8 @@ def cmd_run(args) -> int:
         print(yaml.safe_dump(cfg, sort_keys=False), end="")
         print("# dataset summary")
         print(yaml.safe_dump(datamodule.summary(), sort_keys=False), end="")
+        plan = render_plan_summary(build_protocol(cfg), datamodule, seed=datamodule.seed)
+        print("# evaluation plan\n" + "".join(f"# {line}\n" for line in plan.splitlines()), end="")  # still YAML
         return 0
     result = run_experiment(cfg, fresh=args.fresh)
     print(f"run folder: {result.run_dir}")
@@ -232,6 +237,14 @@ def cmd_leaderboard(args) -> int:
     check_results_dir(out)
     for p in build(records, out):
         print(p)
+    return 0
+
+
+@command("protocols", "print every evaluation protocol's settings side by side (a Markdown table)")
+def cmd_protocols(args) -> int:
+    from fsgen_bench.eval.preflight import render_protocols_markdown
+
+    print(render_protocols_markdown(), end="")
     return 0
 
 

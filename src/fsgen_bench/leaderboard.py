@@ -2,18 +2,21 @@
 
 ``build(records_dir, out_dir)`` reads ``<results>/records/*.jsonl`` and writes, into ``out_dir``:
 
-    leaderboard.md                         every table, a legend, sample grids where runs saved them
-    leaderboard_<dataset>_<protocol>.csv   one long-format CSV per table (mean, std, ci95, n per cell)
-    figures/leaderboard_<dataset>_<protocol>.png   bar charts with error bars, one panel per column
-    README.md                              what is where and how to regenerate it
+    leaderboard.md                          every table, its scatter, a legend, sample grids where runs saved them
+    leaderboard_<table>.csv                 one long-format CSV per table (mean, std, ci95, n per cell)
+    figures/leaderboard_<table>.png         bar charts with error bars, one panel per column
+    figures/scatter_<table>.png             class fidelity against novelty, a point per row
+    README.md                               what is where and how to regenerate it
 
-The same records always give the same bytes (the header names the records' count and the newest record's
-code version, never the clock), so the output can be committed and diffed, and a golden test protects it.
+``<table>`` is ``<dataset>_<protocol>_<resolution>px``. The same records always give the same bytes (the header
+names the records' count and the newest record's code version, never the clock), so the output can be
+committed and diffed, and a golden test protects it.
 
-One table per (dataset, protocol): numbers from two protocols are never comparable. Columns are
-``metric/backbone[/setting]`` keys, so FID on Inception features and FID on the domain classifier never
-share a column. Rows are (method, preset); the reference rows ``copy-support`` and ``noise`` come last, in
-italics, and never count as the best.
+One table per (dataset, protocol, evaluation resolution): numbers from two protocols or two resolutions are
+never comparable. Columns are ``metric/backbone[/setting]`` keys, so FID on Inception features and FID on the
+domain classifier never share a column; their order, direction, description and whether they are ranked come
+from the metric registry (:mod:`fsgen_bench.eval.metrics`). Rows are (method, variant, preset); a row is a
+reference row when its records say so (``reference``): those come last, in italics, and are never ranked.
 """
 
 from __future__ import annotations
@@ -29,56 +32,33 @@ from pathlib import Path
 from typing import Iterable
 
 from fsgen_bench.errors import UserError
+from fsgen_bench.eval.metrics import QUESTION_TEXT, QUESTIONS, MetricSpec, spec_of
 from fsgen_bench.eval.records import MetricRecord, read_records
+from fsgen_bench.leaderboard_plots import plot_scatter, plot_table, sample_links, scatter_axes, slug
 
-REFERENCE_METHODS = ("copy-support", "noise")
-LOWER_IS_BETTER = frozenset({"fid", "kid"})
-# Accuracy with real images only does not depend on the generator (same episodes for every method of a seed):
-# it is shown as the baseline of the gain, never ranked.
-UNRANKED = frozenset({"fewshot_acc_real", "lowdata_acc_real"})
-# Preferred column order: quality, then diversity, then downstream use. Unknown names sort after, by name.
-METRIC_ORDER = ("fid", "kid", "lpips", "diversity", "fewshot_acc_real", "fewshot_acc_gen", "fewshot_gain",
-                "lowdata_acc_real", "lowdata_acc_gen", "lowdata_gain")
-BACKBONE_ORDER = ("inception", "domain", "alex", "vgg")
-
-METRIC_TEXT = {
-    "fid": "Fréchet distance between features of generated and real unseen-class images",
-    "kid": "kernel (MMD) distance between features of generated and real unseen-class images",
-    "lpips": "mean LPIPS distance between images generated for the same class (diversity)",
-    "diversity": "mean feature-space distance between images generated for the same class",
-    "fewshot_acc_real": "few-shot classification accuracy with the real shots only",
-    "fewshot_acc_gen": "few-shot classification accuracy with the real shots plus generated images",
-    "fewshot_gain": "accuracy with generated images minus accuracy without them",
-    "lowdata_acc_real": "all-unseen-class classification accuracy, trained on n real images per class",
-    "lowdata_acc_gen": "all-unseen-class classification accuracy, trained on n real plus generated images per class",
-    "lowdata_gain": "low-data accuracy with generated images minus accuracy without them",
-}
+BACKBONE_ORDER = ("inception", "domain", "alex", "vgg", "squeeze")
 BACKBONE_TEXT = {
     "inception": "the standard FID InceptionV3 (ImageNet weights)",
     "domain": "a classifier trained on the dataset's seen classes",
     "alex": "LPIPS on AlexNet",
     "vgg": "LPIPS on VGG16",
-}
-REFERENCE_TEXT = {
-    "copy-support": "returns the conditional images themselves (memorisation: low FID, low diversity)",
-    "noise": "returns uniform noise (every real method should beat it)",
+    "squeeze": "LPIPS on SqueezeNet",
 }
 _MISSING = "–"
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of a dataset or protocol id (``clean@v1`` -> ``clean-v1``)."""
-    text = text.replace("@", "-").replace("+", "-")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
-
-
 def _natural(text: str) -> tuple:
-    """Sort ``5way5shot`` before ``10way5shot``."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+    """Sort ``5way5shot`` before ``10way5shot``, and ``allway`` after the numbered ones."""
+    return tuple((1, int(p), "") if p.isdigit() else (2, 0, p) for p in re.split(r"(\d+)", text) if p)
 
 
 def _rank(name: str, order: tuple[str, ...]) -> tuple[int, str]:
     return (order.index(name), "") if name in order else (len(order), name)
+
+
+def metric_spec(metric: str) -> MetricSpec:
+    """The registered spec, or an unranked stand-in for a metric the registry does not know (old records)."""
+    return spec_of(metric) or MetricSpec(metric, "downstream", "higher", False, f"metric `{metric}`", order=10_000)
 
 
 @dataclass(frozen=True)
@@ -92,15 +72,19 @@ class Column:
         return "/".join(p for p in (self.metric, self.backbone, self.setting) if p)
 
     @property
-    def lower_is_better(self) -> bool:
-        return self.metric in LOWER_IS_BETTER
+    def spec(self) -> MetricSpec:
+        return metric_spec(self.metric)
 
     @property
     def arrow(self) -> str:
-        return "↓" if self.lower_is_better else "↑"
+        return self.spec.arrow
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.spec.direction == "lower"
 
     def sort_key(self) -> tuple:
-        return (_rank(self.metric, METRIC_ORDER), _rank(self.backbone, BACKBONE_ORDER), _natural(self.setting))
+        return (self.spec.order, self.metric, _rank(self.backbone, BACKBONE_ORDER), _natural(self.setting))
 
 
 @dataclass
@@ -126,6 +110,8 @@ class Row:
     preset: str | None
     label: str
     reference: bool
+    variant: str | None = None
+    note: str | None = None                                # the runner's row_note, printed under the table
     cells: dict[str, Cell] = field(default_factory=dict)
     run_ids: dict[int, str] = field(default_factory=dict)   # seed -> run id (for sample grids)
 
@@ -142,6 +128,7 @@ class Row:
 class Table:
     dataset: str
     protocol: str
+    resolution: int | None
     columns: list[Column]
     rows: list[Row]
     decimals: dict[str, int]
@@ -149,20 +136,22 @@ class Table:
 
     @property
     def slug(self) -> str:
-        return f"{slug(self.dataset)}_{slug(self.protocol)}"
+        at = f"_{self.resolution}px" if self.resolution else ""
+        return f"{slug(self.dataset)}_{slug(self.protocol)}{at}"
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} · {self.protocol}"
+        return f"{self.dataset} · {self.protocol} · " + (f"{self.resolution} px" if self.resolution else
+                                                         "resolution not recorded")
 
     def wide(self) -> tuple[list[str], list[list]]:
         """(columns, rows) with a mean and a std column per key: what a wandb.Table or a DataFrame wants."""
-        header = ["method", "preset", "reference", "n"]
+        header = ["method", "preset", "reference", "n", "variant", "resolution"]
         for col in self.columns:
             header += [col.key, f"{col.key} std"]
         data = []
         for row in self.rows:
-            values: list = [row.method, row.preset or "", row.reference, row.n]
+            values: list = [row.method, row.preset or "", row.reference, row.n, row.variant or "", self.resolution]
             for col in self.columns:
                 cell = row.cells.get(col.key)
                 values += [cell.mean, cell.spread] if cell else [None, None]
@@ -185,52 +174,74 @@ def _newest_per_seed(records: list[MetricRecord]) -> dict[int, MetricRecord]:
     return out
 
 
+def _row_label(method: str, variant: str | None, default_variant: str | None, preset: str | None,
+               several_presets: bool) -> str:
+    label = method
+    if variant is not None and variant != default_variant:
+        label += f" ({variant})"
+    if several_presets:
+        label += f" [{preset or 'no preset'}]"
+    return label
+
+
+def _rows(recs: list[MetricRecord]) -> list[Row]:
+    presets_of: dict[tuple, set] = {}
+    grouped: dict[tuple, dict[str, list[MetricRecord]]] = {}
+    for r in recs:
+        presets_of.setdefault((r.method, r.variant), set()).add(r.preset)
+        grouped.setdefault((r.method, r.variant, r.preset), {}).setdefault(r.key, []).append(r)
+    rows = []
+    for (method, variant, preset), per_key in grouped.items():
+        every = [r for rs in per_key.values() for r in rs]
+        newest = max(every, key=lambda r: (r.timestamp, r.run_id, r.metric, r.value))
+        label = _row_label(method, variant, newest.extra.get("default_variant"), preset,
+                           len(presets_of[(method, variant)]) > 1)
+        note = newest.extra.get("row_note") or newest.extra.get("real_reference")
+        row = Row(method=method, preset=preset, label=label, reference=any(r.reference for r in every),
+                  variant=variant, note=str(note) if note else None)
+        for key, key_recs in per_key.items():
+            per_seed = _newest_per_seed(key_recs)
+            seeds = tuple(sorted(per_seed))
+            values = [float(per_seed[s].value) for s in seeds]
+            std = statistics.stdev(values) if len(values) > 1 else None
+            ci95 = per_seed[seeds[0]].ci95 if len(values) == 1 else None
+            row.cells[key] = Cell(mean=statistics.fmean(values), std=std,
+                                  ci95=None if ci95 is None else float(ci95), seeds=seeds)
+            for s in seeds:
+                row.run_ids.setdefault(s, per_seed[s].run_id)
+        rows.append(row)
+    # methods first, by name; then the reference rows, by name
+    rows.sort(key=lambda r: (r.reference, r.method, r.variant or "", r.preset or ""))
+    return rows
+
+
+def _mark_best(columns: list[Column], rows: list[Row], decimals: dict[str, int]) -> None:
+    for col in (c for c in columns if c.spec.ranked):
+        contenders = [row.cells[col.key] for row in rows
+                      if not row.reference and col.key in row.cells and math.isfinite(row.cells[col.key].mean)]
+        if len(contenders) < 2:  # "best" of one is no claim
+            continue
+        badness = [col.spec.badness(round(c.mean, decimals[col.key])) for c in contenders]
+        target = min(badness)
+        if not math.isfinite(target):
+            continue
+        for cell, value in zip(contenders, badness):
+            cell.best = value == target
+
+
 def compute_tables(records: Iterable[MetricRecord]) -> list[Table]:
-    """Group records into one table per (dataset, protocol), sorted; cells aggregate over seeds."""
-    by_table: dict[tuple[str, str], list[MetricRecord]] = {}
+    """Group records into one table per (dataset, protocol, resolution), sorted; cells aggregate over seeds."""
+    by_table: dict[tuple, list[MetricRecord]] = {}
     for rec in records:
-        by_table.setdefault((rec.dataset, rec.protocol), []).append(rec)
+        by_table.setdefault((rec.dataset, rec.protocol, rec.resolution), []).append(rec)
     tables = []
-    for (dataset, protocol), recs in sorted(by_table.items()):
+    for (dataset, protocol, resolution), recs in sorted(by_table.items(), key=lambda kv: (kv[0][0], kv[0][1],
+                                                                                           kv[0][2] or 0)):
         columns = sorted({Column(r.metric, r.backbone, r.setting or "") for r in recs}, key=Column.sort_key)
-        presets_of: dict[str, set] = {}
-        for r in recs:
-            presets_of.setdefault(r.method, set()).add(r.preset)
-        grouped: dict[tuple[str, str | None], dict[str, list[MetricRecord]]] = {}
-        for r in recs:
-            grouped.setdefault((r.method, r.preset), {}).setdefault(r.key, []).append(r)
-
-        rows = []
-        for (method, preset), per_key in grouped.items():
-            several = len(presets_of[method]) > 1
-            label = f"{method} [{preset or 'no preset'}]" if several else method
-            row = Row(method=method, preset=preset, label=label, reference=method in REFERENCE_METHODS)
-            for key, key_recs in per_key.items():
-                per_seed = _newest_per_seed(key_recs)
-                seeds = tuple(sorted(per_seed))
-                values = [float(per_seed[s].value) for s in seeds]
-                std = statistics.stdev(values) if len(values) > 1 else None
-                ci95 = per_seed[seeds[0]].ci95 if len(values) == 1 else None
-                row.cells[key] = Cell(mean=statistics.fmean(values), std=std,
-                                      ci95=None if ci95 is None else float(ci95), seeds=seeds)
-                for s in seeds:
-                    row.run_ids.setdefault(s, per_seed[s].run_id)
-            rows.append(row)
-        # real methods first, by name; then the reference rows in their fixed order
-        rows.sort(key=lambda r: (r.reference, _rank(r.method, REFERENCE_METHODS) if r.reference else (0, r.method),
-                                 r.preset or ""))
-
+        rows = _rows(recs)
         decimals = {c.key: _decimals(row.cells[c.key].mean for row in rows if c.key in row.cells) for c in columns}
-        for col in (c for c in columns if c.metric not in UNRANKED):
-            contenders = [row.cells[col.key] for row in rows
-                          if not row.reference and col.key in row.cells and math.isfinite(row.cells[col.key].mean)]
-            if len(contenders) < 2:  # "best" of one is no claim
-                continue
-            shown = [round(c.mean, decimals[col.key]) for c in contenders]
-            target = min(shown) if col.lower_is_better else max(shown)
-            for cell, value in zip(contenders, shown):
-                cell.best = value == target
-        tables.append(Table(dataset=dataset, protocol=protocol, columns=columns, rows=rows,
+        _mark_best(columns, rows, decimals)
+        tables.append(Table(dataset=dataset, protocol=protocol, resolution=resolution, columns=columns, rows=rows,
                             decimals=decimals, n_records=len(recs)))
     return tables
 
@@ -247,30 +258,38 @@ def format_cell(cell: Cell | None, decimals: int, row_n: int) -> str:
 
 
 def _column_text(col: Column) -> str:
-    metric = METRIC_TEXT.get(col.metric, f"metric `{col.metric}`")
+    spec = col.spec
     backbone = BACKBONE_TEXT.get(col.backbone, f"backbone `{col.backbone}`")
-    text = f"{metric}; features: {backbone}"
+    text = f"{spec.description}; features: {backbone}"
     if col.setting:
-        episodes = re.fullmatch(r"(\d+)way(\d+)shot", col.setting)
+        episodes = re.fullmatch(r"(\d+|all)way(\d+)shot", col.setting)
         lowdata = re.fullmatch(r"(\d+)real", col.setting)
         if episodes:
-            text += f"; {episodes.group(1)}-way {episodes.group(2)}-shot episodes"
+            ways = "all-unseen-class" if episodes.group(1) == "all" else f"{episodes.group(1)}-way"
+            text += f"; {ways} {episodes.group(2)}-shot episodes"
         elif lowdata:
             text += f"; n = {lowdata.group(1)} real images per class"
         else:
             text += f"; setting `{col.setting}`"
-    direction = "lower is better" if col.lower_is_better else "higher is better"
-    return f"{text} ({direction})"
+    ranked = "" if spec.ranked else "; not ranked"
+    return f"{text} ({spec.direction_text}{ranked})"
 
 
-def _markdown_table(table: Table) -> str:
+def _markdown_table(table: Table) -> list[str]:
     header = ["method", "n"] + [f"{c.key} {c.arrow}" for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|:---|---:|" + "---:|" * len(table.columns)]
+    notes: list[str] = []
     for row in table.rows:
         label = f"*{row.label}* (ref)" if row.reference else row.label
+        if row.note:
+            notes.append(row.note)
+            label += f"<sup>{len(notes)}</sup>"
         cells = [format_cell(row.cells.get(c.key), table.decimals[c.key], row.n) for c in table.columns]
         lines.append("| " + " | ".join([label, str(row.n)] + cells) + " |")
-    return "\n".join(lines)
+    if notes:
+        lines.append("")
+        lines += [f"<sup>{i}</sup> {note}" + ("  " if i < len(notes) else "") for i, note in enumerate(notes, 1)]
+    return lines
 
 
 def _header(records: list[MetricRecord], records_label: str) -> list[str]:
@@ -285,36 +304,43 @@ def _header(records: list[MetricRecord], records_label: str) -> list[str]:
     ]
 
 
+#: The line under every scatter: how to read the trade-off.
+SCATTER_CAPTION = ("How to read it: right is newer (0 = copies of the conditioning images, 1 = as far from them "
+                   "as held-out real photos), up is more often recognised as its own class; a good generator sits "
+                   "near the *real* (ref) point, a copier far left, an off-class one low.")
+
+
 def render_markdown(tables: list[Table], records: list[MetricRecord], records_label: str,
                     samples: dict[str, list[tuple[str, int, str]]] | None = None,
-                    figures: set[str] | None = None) -> str:
-    """leaderboard.md: header, how to read, one captioned table per (dataset, protocol), legend, samples."""
+                    figures: set[str] | None = None, scatters: dict[str, str] | None = None) -> str:
+    """leaderboard.md: header, how to read, one captioned table (and scatter) per table, legend, samples."""
     lines = ["# fsgen-bench leaderboard", ""] + _header(records, records_label) + [""]
     lines += [
-        "Each table is one dataset under one evaluation protocol; numbers from different tables are not",
-        "comparable. Cells: mean ± sample standard deviation over seeds (with one seed: ± the metric's own",
-        "95% interval where it has one). n: seeds in the row; a cell with fewer seeds says (n=k).",
-        "**Bold**: best real method in the column (not for accuracy with real images only, which does not depend",
-        "on the generator). *Italic* rows marked (ref) are reference rows, never ranked.",
+        "Each table is one dataset under one evaluation protocol at one evaluation resolution; numbers from",
+        "different tables are not comparable. Columns answer, left to right: "
+        + "; ".join(f"{QUESTION_TEXT[q]} ({q})" for q in QUESTIONS) + ".",
+        "Cells: mean ± sample standard deviation over seeds (with one seed: ± the metric's own 95% interval",
+        "where it has one). n: seeds in the row; a cell with fewer seeds says (n=k). **Bold**: best method in a",
+        "ranked column (→1: closest to 1 is best). *Italic* rows marked (ref) are reference rows, never ranked.",
         "",
     ]
+    scatters = scatters or {}
     for i, table in enumerate(tables, 1):
         links = f"[CSV](leaderboard_{table.slug}.csv)"
         if figures and table.slug in figures:
             links += f" · [plot](figures/leaderboard_{table.slug}.png)"
-        lines += [
-            f"## {table.title}",
-            "",
-            f"Table {i}: dataset `{table.dataset}`, protocol `{table.protocol}` ({table.n_records} records). {links}",
-            "",
-            _markdown_table(table),
-            "",
-        ]
+        lines += [f"## {table.title}", "",
+                  f"Table {i}: dataset `{table.dataset}`, protocol `{table.protocol}`, "
+                  f"{f'{table.resolution} px' if table.resolution else 'resolution not recorded'} "
+                  f"({table.n_records} records). {links}", ""]
+        lines += _markdown_table(table) + [""]
+        if table.slug in scatters:
+            lines += [f"![class fidelity against novelty, {table.title}]({scatters[table.slug]})", "",
+                      SCATTER_CAPTION, ""]
     columns = sorted({c for t in tables for c in t.columns}, key=Column.sort_key)
-    lines += ["## Legend", "", "Columns are `metric/backbone[/setting]`; ↓ lower is better, ↑ higher is better.", ""]
+    lines += ["## Legend", "", "Columns are `metric/backbone[/setting]`; ↓ lower is better, ↑ higher is better, "
+              "→1 closest to 1 is best.", ""]
     lines += [f"- `{c.key}` {c.arrow}: {_column_text(c)}." for c in columns]
-    refs = sorted({r.method for t in tables for r in t.rows if r.reference}, key=lambda m: _rank(m, REFERENCE_METHODS))
-    lines += [f"- *{m}* (ref): {REFERENCE_TEXT.get(m, 'a reference row')}." for m in refs]
     lines.append("")
     if samples:
         lines += ["## Samples", "", "Evaluation samples of each method's lowest seed that saved them: each row holds",
@@ -330,8 +356,8 @@ def render_markdown(tables: list[Table], records: list[MetricRecord], records_la
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-CSV_COLUMNS = ("dataset", "protocol", "method", "preset", "label", "reference", "key", "metric", "backbone",
-               "setting", "direction", "mean", "std", "ci95", "n", "seeds", "best")
+CSV_COLUMNS = ("dataset", "protocol", "resolution", "method", "variant", "preset", "label", "reference", "key",
+               "metric", "backbone", "setting", "direction", "ranked", "mean", "std", "ci95", "n", "seeds", "best")
 
 
 def _num(value: float | None) -> str:
@@ -350,16 +376,19 @@ def render_csv(table: Table) -> str:
             cell = row.cells.get(col.key)
             if cell is None:
                 continue
+            spec = col.spec
+            direction = spec.direction if spec.direction != "target" else f"target {spec.target:g}"
             writer.writerow([
-                table.dataset, table.protocol, row.method, row.preset or "", row.label,
-                "true" if row.reference else "false", col.key, col.metric, col.backbone, col.setting,
-                "lower" if col.lower_is_better else "higher", _num(cell.mean), _num(cell.std), _num(cell.ci95),
-                cell.n, ";".join(str(s) for s in cell.seeds), "true" if cell.best else "false",
+                table.dataset, table.protocol, table.resolution or "", row.method, row.variant or "",
+                row.preset or "", row.label, "true" if row.reference else "false", col.key, col.metric, col.backbone,
+                col.setting, direction, "true" if spec.ranked else "false", _num(cell.mean), _num(cell.std),
+                _num(cell.ci95), cell.n, ";".join(str(s) for s in cell.seeds), "true" if cell.best else "false",
             ])
     return buf.getvalue()
 
 
-def render_readme(tables: list[Table], figures: set[str]) -> str:
+def render_readme(tables: list[Table], figures: set[str], scatters: dict[str, str] | None = None) -> str:
+    scatters = scatters or {}
     lines = [
         "# results/",
         "",
@@ -371,6 +400,8 @@ def render_readme(tables: list[Table], figures: set[str]) -> str:
         entry = f"- {table.title}: [CSV](leaderboard_{table.slug}.csv)"
         if table.slug in figures:
             entry += f", [plot](figures/leaderboard_{table.slug}.png)"
+        if table.slug in scatters:
+            entry += f", [scatter]({scatters[table.slug]})"
         lines.append(entry)
     lines += [
         "",
@@ -387,44 +418,6 @@ def render_readme(tables: list[Table], figures: set[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_table(table: Table, path: Path) -> Path:
-    """Bar charts with error bars, one panel per column; reference rows hatched and grey."""
-    # The object-oriented API with an Agg canvas: no pyplot state, no backend switch for the whole process.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    ncols = min(3, len(table.columns))
-    nrows = math.ceil(len(table.columns) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows + 0.6))
-    FigureCanvasAgg(fig)
-    for i, col in enumerate(table.columns):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        rows = [r for r in table.rows if col.key in r.cells]
-        means = [r.cells[col.key].mean for r in rows]
-        errs = [r.cells[col.key].spread or 0.0 for r in rows]
-        colors = ["0.75" if r.reference else ("tab:orange" if r.cells[col.key].best else "tab:blue") for r in rows]
-        bars = ax.bar(range(len(rows)), means, yerr=errs, color=colors, capsize=3)
-        for bar, row in zip(bars, rows):
-            if row.reference:
-                bar.set_hatch("//")
-        ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([r.label for r in rows], rotation=40, ha="right", fontsize=8)
-        title = f"{col.key} {col.arrow}"
-        positive = [m for m in means if m > 0]
-        if len(positive) == len(means) >= 2 and max(positive) / min(positive) > 100:
-            ax.set_yscale("log")   # e.g. FID of the noise row is ~100x the methods': a linear axis hides them
-            title += " (log scale)"
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle(f"{table.title}  (mean ± std over seeds; orange: best; grey: reference rows)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    tmp.replace(path)
-    return path
-
-
 def _write(path: Path, text: str) -> Path:
     """Atomic: a reader (or a concurrent shard) sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -432,40 +425,6 @@ def _write(path: Path, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
-
-
-def _sample_links(tables: list[Table], runs_dir: Path, out_dir: Path) -> dict[str, list[tuple[str, int, str]]]:
-    """Per table, (row label, seed, link) of the evaluation sample grid of each row's lowest seed that has one.
-
-    Run folders are not committed (checkpoints), so the grid is copied to
-    ``figures/samples/<table>/<label>_s<seed>.png`` and the Markdown links the copy. Without the run folder (a
-    fresh clone rebuilding its tables), a copy made earlier is linked instead; copies no row links are removed.
-    """
-    import shutil
-
-    out: dict[str, list[tuple[str, int, str]]] = {}
-    keep: set[Path] = set()
-    root = out_dir / "figures" / "samples"
-    for table in tables:
-        folder = root / table.slug
-        for row in table.rows:
-            for seed in row.seeds:
-                copy = folder / f"{slug(row.label)}_s{seed}.png"
-                image = runs_dir / row.run_ids[seed] / "eval_samples.png"
-                if image.is_file():
-                    folder.mkdir(parents=True, exist_ok=True)
-                    if not copy.is_file() or copy.read_bytes() != image.read_bytes():
-                        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-                        shutil.copyfile(image, tmp)
-                        tmp.replace(copy)
-                if copy.is_file():
-                    keep.add(copy)
-                    out.setdefault(table.slug, []).append((row.label, seed, copy.relative_to(out_dir).as_posix()))
-                    break
-    for stale in root.glob("*/*.png"):
-        if stale not in keep:
-            stale.unlink()
-    return out
 
 
 def build(records_dir: Path, out_dir: Path, *, plots: bool = True) -> list[Path]:
@@ -480,28 +439,32 @@ def build(records_dir: Path, out_dir: Path, *, plots: bool = True) -> list[Path]
                         f"`fsgen-bench bench configs/suites/glyphs-quick.yaml` first")
     tables = compute_tables(records)
     records_label = Path(os.path.relpath(records_dir, out_dir)).as_posix() + "/"
-    samples = _sample_links(tables, records_dir.parent / "runs", out_dir)
+    samples = sample_links(tables, records_dir.parent / "runs", out_dir)
 
     written = []
     csvs = {out_dir / f"leaderboard_{t.slug}.csv" for t in tables}
     for table in tables:
         written.append(_write(out_dir / f"leaderboard_{table.slug}.csv", render_csv(table)))
     figures: set[str] = set()
-    if plots:
-        for table in tables:
-            if table.columns:
-                written.append(plot_table(table, out_dir / "figures" / f"leaderboard_{table.slug}.png"))
-                figures.add(table.slug)
+    scatters: dict[str, str] = {}
+    for table in (t for t in tables if plots):
+        if table.columns:
+            written.append(plot_table(table, out_dir / "figures" / f"leaderboard_{table.slug}.png"))
+            figures.add(table.slug)
+        if scatter_axes(table) is not None:
+            scatters[table.slug] = f"figures/scatter_{table.slug}.png"
+            written.append(plot_scatter(table, out_dir / scatters[table.slug]))
     written.insert(0, _write(out_dir / "leaderboard.md",
-                             render_markdown(tables, records, records_label, samples, figures)))
+                             render_markdown(tables, records, records_label, samples, figures, scatters)))
     written += [out_dir / link for entries in samples.values() for _, _, link in entries]
     # Tables whose records are gone must not linger next to the fresh ones (only our own file patterns).
     for stale in out_dir.glob("leaderboard_*.csv"):
         if stale not in csvs:
             stale.unlink()
     if plots:
-        for stale in (out_dir / "figures").glob("leaderboard_*.png"):
-            if stale.stem.removeprefix("leaderboard_") not in figures:
+        keep = {f"leaderboard_{s}" for s in figures} | {Path(link).stem for link in scatters.values()}
+        for stale in [*(out_dir / "figures").glob("leaderboard_*.png"), *(out_dir / "figures").glob("scatter_*.png")]:
+            if stale.stem not in keep:
                 stale.unlink()
-    written.append(_write(out_dir / "README.md", render_readme(tables, figures)))
+    written.append(_write(out_dir / "README.md", render_readme(tables, figures, scatters)))
     return written

@@ -1,10 +1,15 @@
 """The evaluation plan: exactly which images every method is scored on.
 
 For each unseen class a seeded permutation (or the file order, for protocols that say so) splits the class's
-images into a conditional pool (what a generator may condition on) and a disjoint real reference pool (what
-FID compares against). For every generated image the plan also fixes which K pool images it is conditioned
-on, and for few-shot classification which shot sets of the conditional pool each class offers. The plan depends only on (dataset, unseen classes, their sizes, protocol, seed): it is identical across
-runs, methods, ranks and worker counts, and is saved as JSON beside each run.
+images into a conditional pool (what a generator may condition on) and the real set FID compares against: the
+other images of the class, or, for a protocol whose peer does so (F2GAN), the conditional pool plus those.
+The *held-out* images (real set minus conditional pool) serve every use that must never see a conditioning
+image: few-shot queries, low-data splits, novelty's reference distances, class prototypes.
+
+For every generated image the plan also fixes which K pool images it is conditioned on, and for few-shot
+classification which shot sets of the conditional pool each class offers. The plan depends only on (dataset,
+unseen classes, their sizes, protocol, seed): it is identical across runs, methods, ranks and worker counts,
+and is saved as JSON beside each run.
 """
 
 from __future__ import annotations
@@ -30,9 +35,23 @@ class ClassPlan:
     shot_sets: np.ndarray | None = None  # [T, shots] positions in `cond`: the few-shot classification shot sets
 
     def real_unique(self) -> np.ndarray:
-        """The distinct real-pool images in first-seen order (queries and low-data splits use these)."""
+        """The distinct images of the real set in first-seen order."""
         _, first = np.unique(self.real, return_index=True)
         return self.real[np.sort(first)]
+
+    def heldout(self) -> np.ndarray:
+        """The distinct real-set images that are not in the conditional pool, first-seen order (queries,
+        low-data splits, novelty's reference distances and class prototypes use these)."""
+        uniq = self.real_unique()
+        return uniq[~np.isin(uniq, self.cond)]
+
+    def reference_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scored, reference): the held-out images halved, for the ``real`` reference row. The first half is
+        scored as if generated, against the second half in the role of the real set, so no image is ever
+        compared with itself."""
+        held = self.heldout()
+        half = len(held) // 2
+        return held[:half], held[half:]
 
 
 @dataclass
@@ -61,12 +80,12 @@ class EvalPlan:
                 raise UserError(
                     f"unseen class {class_id} of {dataset!r} has {n} images; protocol {protocol.id} needs a "
                     f"conditional pool of {pool} (at least K={k} and {protocol.fewshot.shots} shots) plus at least "
-                    f"one real image; use a dataset with more images per class or another protocol"
+                    f"one held-out image; use a dataset with more images per class or another protocol"
                 )
             rng = np.random.default_rng([seed, protocol.seed, class_id])
             order = rng.permutation(n) if protocol.permute else np.arange(n)
             cond = order[:pool]
-            rest = order[pool:]
+            rest = order if protocol.real_includes_cond else order[pool:]
             if protocol.real_pool_max is not None:
                 rest = rest[: protocol.real_pool_max]
             if protocol.real_sampling == "replace":

@@ -14,6 +14,9 @@ pairwise cosine distance of the domain backbone's L2-normalised features. It is 
 different name, never presented as LPIPS.
 
 Pairs follow the protocol: ``all`` (i < j) or ``first10`` (i among the first 10, j > i; F2GAN's script).
+The input follows the protocol too: resized to ``lpips_size`` by a float bilinear resize, or like
+``cv2.resize`` on uint8 (LoFGAN); then mapped to [-1, 1], or to [-3, 1] as LoFGAN's script feeds it
+(``lpips.im2tensor`` already gives [-1, 1], and ``model(a, b, normalize=True)`` maps that again).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from fsgen_bench.errors import UserError
+from fsgen_bench.eval.pixels import cv2_linear_u8
 from fsgen_bench.eval.weights import LPIPS_BACKBONE_FILES, WeightsFile, load_state_dict_file
 
 
@@ -62,7 +66,8 @@ def cosine_distances(features: torch.Tensor) -> torch.Tensor:
 class LpipsDistance:
     """Batched all-pairs LPIPS with the ``lpips`` package's heads and a local torchvision backbone."""
 
-    def __init__(self, net: str, weights: WeightsFile, *, device: torch.device, size: int | None) -> None:
+    def __init__(self, net: str, weights: WeightsFile, *, device: torch.device, size: int | None,
+                 resize: str = "bilinear", input_range: tuple[int, int] = (-1, 1)) -> None:
         import lpips
 
         if net not in LPIPS_BACKBONE_FILES:
@@ -74,8 +79,12 @@ class LpipsDistance:
         state = load_state_dict_file(weights.path, what=f"torchvision {net}")
         load_backbone(model.net, state, net=net, path=str(weights.path))
         self.model = model.to(device).eval().requires_grad_(False)
+        if resize not in ("bilinear", "cv2-linear") or tuple(input_range) not in ((-1, 1), (-3, 1)):
+            raise ValueError(f"LPIPS input: resize {resize!r}, range {input_range!r}")
         self.net = net
         self.size = size
+        self.resize = resize
+        self.input_range = tuple(input_range)
         self.device = device
         self.weights = weights
         # Linear head weights, one [C] vector per layer (the 1x1 convolutions have no bias).
@@ -87,13 +96,17 @@ class LpipsDistance:
         return max(self.size or served, MIN_SIDE[self.net])
 
     def _prepare(self, images_u8: torch.Tensor) -> torch.Tensor:
-        x = images_u8.to(self.device).float().div_(127.5).sub_(1.0)
+        images_u8 = images_u8.to(self.device)
+        side = self.input_side(images_u8.shape[-1])
+        if self.resize == "cv2-linear":
+            images_u8 = cv2_linear_u8(images_u8, side)
+        x = images_u8.float().div_(127.5).sub_(1.0)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        side = self.input_side(x.shape[-1])
         if x.shape[-1] != side or x.shape[-2] != side:
-            # LoFGAN resizes with cv2.resize (bilinear, no antialias): the same here.
             x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+        if self.input_range == (-3, 1):
+            x = 2 * x - 1      # lpips' normalize=True applied to what is already [-1, 1] (LoFGAN's call)
         return self.model.scaling_layer(x)
 
     @torch.no_grad()

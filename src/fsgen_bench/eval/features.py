@@ -7,12 +7,15 @@ features ``[N, D]`` on the CPU, computed in batches on the extractor's device wi
 * ``domain``: :class:`~fsgen_bench.eval.backbone.DomainBackbone` (trained on the seen classes).
 * ``inception``: torchmetrics' ``NoTrainInceptionV3`` (torch-fidelity's ``inception-v3-compat`` network, 2048-d
   pool features) loading the standard FID weights file found by :mod:`fsgen_bench.eval.weights`. Gray images
-  are repeated to three channels; the protocol's ``fid_resize`` (F2GAN: 128) is applied first with an
-  antialiased bilinear resize, then the network's own resize to 299 (torch-fidelity's TF1-compatible one, or
-  torchmetrics' antialiased one when the protocol's ``fid_antialias`` is set).
+  are repeated to three channels. The input follows the protocol's ``fid_input``: ``torch-fidelity`` (the
+  network's own TF1-compatible resize to 299 and ``(x - 128) / 128``, or torchmetrics' antialiased resize when
+  ``fid_antialias`` is set), or ``pytorch-fid`` (:func:`~fsgen_bench.eval.pixels.pytorch_fid_input`, then the
+  same layers). pytorch-fid's FID Inception (``fid_inception_v3``) and torch-fidelity's network port the same
+  TF graph with the same parameter names and shapes, so one weights file serves both inputs
+  (tests/test_eval_peer_parity.py loads one state dict into both and compares their features).
 
-Real-image features depend only on (dataset, split, protocol, backbone, image size, plan), never on the method,
-so they are cached under ``cache_dir / "eval" / <dataset> / ...pt`` (atomic writes) and computed once.
+Real-image features depend only on (dataset, split, protocol, backbone, resolution, plan), never on the
+method, so they are cached under ``cache_dir / "eval" / <dataset> / ...pt`` (atomic writes) and computed once.
 """
 
 from __future__ import annotations
@@ -22,20 +25,12 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from fsgen_bench.errors import UserError
+from fsgen_bench.eval.pixels import pytorch_fid_input, to_side
 from fsgen_bench.eval.weights import INCEPTION_FILE, WeightsFile
 
-CACHE_FORMAT = 1
-
-
-def resize_u8(images_u8: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 [N, C, H, W] -> uint8 [N, C, size, size], bilinear with antialias (a faithful downscale)."""
-    if images_u8.shape[-1] == size and images_u8.shape[-2] == size:
-        return images_u8
-    x = F.interpolate(images_u8.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+CACHE_FORMAT = 2   # 2: resolution in the key, conditional-pool features for every backbone
 
 
 class InceptionFeatures:
@@ -44,7 +39,7 @@ class InceptionFeatures:
     name = "inception"
     num_features = 2048
 
-    def __init__(self, weights: WeightsFile, *, antialias: bool, resize: int | None, device: torch.device) -> None:
+    def __init__(self, weights: WeightsFile, *, fid_input: str, antialias: bool, device: torch.device) -> None:
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         try:
@@ -57,12 +52,14 @@ class InceptionFeatures:
             ) from None
         self.net.to(device)
         self.device = device
-        self.antialias = bool(antialias)
-        self.resize = resize
+        if fid_input not in ("torch-fidelity", "pytorch-fid"):
+            raise ValueError(f"unknown FID input {fid_input!r}")
+        self.fid_input = fid_input
+        self.antialias = bool(antialias) and fid_input == "torch-fidelity"
         self.weights = weights
         self.sha256 = weights.sha256_prefix()
         self.standard = self.sha256 == weights.expected_prefix(INCEPTION_FILE)
-        self.cache_token = f"inception-{self.sha256}-aa{int(self.antialias)}-r{resize or 0}"
+        self.cache_token = f"inception-{self.sha256}-{fid_input}-aa{int(self.antialias)}"
 
     @torch.no_grad()
     def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -72,20 +69,47 @@ class InceptionFeatures:
                 x = images_u8[start:start + batch_size].to(self.device, non_blocking=True)
                 if x.shape[1] == 1:
                     x = x.expand(-1, 3, -1, -1)
-                if self.resize:
-                    x = resize_u8(x, self.resize)
-                out.append(self.net(x.contiguous()).float().cpu())
+                if self.fid_input == "pytorch-fid":
+                    out.append(self.pool3(pytorch_fid_input(x)).float().cpu())
+                else:
+                    out.append(self.net(x.contiguous()).float().cpu())
         return torch.cat(out) if out else torch.zeros((0, self.num_features))
+
+    def pool3(self, x: torch.Tensor) -> torch.Tensor:
+        """The 2048-d pool features of an already prepared [-1, 1] input at 299 px (the network's layers, in
+        the order of torch-fidelity's FeatureExtractorInceptionV3.forward, without its resize)."""
+        n = self.net
+        x = x.to(next(n.parameters()).dtype)
+        for layer in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.MaxPool_1, n.Conv2d_3b_1x1,
+                      n.Conv2d_4a_3x3, n.MaxPool_2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b,
+                      n.Mixed_6c, n.Mixed_6d, n.Mixed_6e, n.Mixed_7a, n.Mixed_7b, n.Mixed_7c, n.AvgPool):
+            x = layer(x)
+        return torch.flatten(x, 1)
+
+
+class AtSide:
+    """A feature extractor fed at its own input side: images at the evaluation resolution are resized to
+    ``side`` first (the domain backbone sees the size it was trained at)."""
+
+    def __init__(self, extractor, side: int) -> None:
+        self.extractor = extractor
+        self.side = int(side)
+        self.name = extractor.name
+        self.num_features = extractor.num_features
+        self.cache_token = extractor.cache_token
+
+    def extract(self, images_u8: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        return self.extractor.extract(to_side(images_u8, self.side), batch_size)
 
 
 # -- the real-feature cache -----------------------------------------------------------------------------------
 
 def real_cache_path(cache_dir: Path, *, dataset: str, protocol, backbone_token: str, image_size: int,
-                    plan_fingerprint: str, data_fingerprint: str) -> Path:
-    """One file per (dataset, split/data, protocol, backbone, image size, plan)."""
+                    resolution: int, plan_fingerprint: str, data_fingerprint: str) -> Path:
+    """One file per (dataset, data, protocol, backbone, served size, evaluation resolution, plan)."""
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset)
     proto = hashlib.sha256(protocol.id.encode()).hexdigest()[:8]
-    name = (f"{protocol.name}-{proto}-{backbone_token}-{image_size}px-plan{plan_fingerprint}-"
+    name = (f"{protocol.name}-{proto}-{backbone_token}-{image_size}px-at{resolution}px-plan{plan_fingerprint}-"
             f"data{data_fingerprint}-f{CACHE_FORMAT}.pt")
     return Path(cache_dir) / "eval" / safe / name
 
@@ -98,7 +122,7 @@ def load_real_cache(path: Path, class_ids: list[int]) -> dict | None:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # truncated or foreign: recompute and overwrite
         return None
-    if not isinstance(data, dict) or sorted(data.get("real", {})) != sorted(class_ids):
+    if not isinstance(data, dict) or any(sorted(data.get(k, {})) != sorted(class_ids) for k in ("real", "cond")):
         return None
     return data
 

@@ -4,16 +4,20 @@ Both use the frozen domain backbone's L2-normalised features and a linear classi
 ``LogisticRegression``, lbfgs, fixed ``C`` and ``max_iter`` from the protocol: deterministic). A generator
 helps when adding its images to the real training images raises the accuracy on held-out real images.
 
-Few-shot (N-way, 5-shot): every unseen class has a few fixed shot sets (``ClassPlan.shot_sets``: 5 images
-of its conditional pool each); images are generated once per (class, shot set) from exactly those shots.
-Episode ``e`` of the N-way setting picks N classes and one shot set per class from
-``default_rng([plan seed, protocol seed, N, e])``: the same episodes for every method, rank and batch size.
-Queries are the class's distinct real-pool images (up to ``queries``; the real pool never overlaps the shots).
-Per episode the classifier is trained on the shots alone, then on the shots plus M generated images per class.
+Few-shot (N-way, S-shot): every unseen class has a few fixed shot sets (``ClassPlan.shot_sets``: S images of
+its conditional pool each); images are generated once per (class, shot set) from exactly those shots.
+Episode ``e`` of the N-way setting picks N classes (all of them in the all-way setting) and one shot set per
+class from ``default_rng([plan seed, protocol seed, N, e])``: the same episodes for every method, rank and
+batch size. Queries are the class's held-out images (up to ``queries``; never a conditioning image). Per
+episode the classifier is trained on the shots alone, then on the shots plus M generated images per class.
 Reported: both accuracies and the gain, each a mean over episodes with a 95% interval 1.96 * std / sqrt(E).
 
-Low-data (``5real`` etc.): all unseen classes at once; the first n distinct real-pool images of each class
-train, the rest of its real pool tests; generated images come from K of those n images. The interval is
+Generated images never outweigh the real ones unless the protocol says so: with ``generated_weight =
+"balanced"`` each generated image has sample weight S / M (n / M in low-data), so a class's generated images
+together weigh exactly what its real images weigh; ``"unit"`` weighs every image 1 (F2GAN's training).
+
+Low-data (``5real`` etc.): all unseen classes at once; the first n held-out images of each class train, the
+rest of its held-out images test; generated images come from K of those n images. The interval is
 1.96 * std / sqrt(test images) of the per-image correctness (for the gain: of the paired differences).
 """
 
@@ -39,7 +43,8 @@ def _classifier(c: float, max_iter: int):
     return LogisticRegression(C=float(c), max_iter=int(max_iter), solver="lbfgs")
 
 
-def _fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, c: float, max_iter: int) -> np.ndarray:
+def _fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, c: float, max_iter: int,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
@@ -49,8 +54,18 @@ def _fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, c
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         # A few lbfgs fits stop at max_iter on separable data; the prediction is still well defined.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x_train, y_train)
+        clf.fit(x_train, y_train, sample_weight=sample_weight)
         return clf.predict(x_test)
+
+
+def generated_weight(rule: str, n_real: int, n_generated: int) -> float:
+    """Sample weight of one generated image: ``balanced`` gives a class's generated images together the weight
+    of its ``n_real`` real images; ``unit`` weighs them 1 each."""
+    if rule == "unit" or n_generated == 0:
+        return 1.0
+    if rule == "balanced":
+        return float(n_real) / float(n_generated)
+    raise ValueError(f"unknown generated_weight rule {rule!r}")
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
@@ -87,7 +102,8 @@ class EpisodeResults:
 
 def fewshot_episodes(shots: dict[int, torch.Tensor], generated: dict[int, torch.Tensor],
                      queries: dict[int, torch.Tensor], *, ways: int, episodes: int, seed: int, protocol_seed: int,
-                     c: float, max_iter: int, ctx: DistContext | None = None) -> EpisodeResults:
+                     c: float, max_iter: int, weight_rule: str = "unit",
+                     ctx: DistContext | None = None) -> EpisodeResults:
     """Run the N-way episodes. ``shots[c]``: [T, S, D]; ``generated[c]``: [T, M, D]; ``queries[c]``: [Q, D].
 
     Under DDP the episodes are sharded over ranks and the accuracies gathered in episode order.
@@ -98,23 +114,28 @@ def fewshot_episodes(shots: dict[int, torch.Tensor], generated: dict[int, torch.
     pick, sets = episode_plan(len(class_ids), ways=ways, episodes=episodes, shot_sets=shot_sets, seed=seed,
                               protocol_seed=protocol_seed)
     n_queries = min(int(q.shape[0]) for q in queries.values())
-    norm_shots = {c: _normalise(shots[c]) for c in class_ids}
-    norm_gen = {c: _normalise(generated[c]) for c in class_ids}
-    norm_q = {c: _normalise(queries[c][:n_queries]) for c in class_ids}
+    norm_shots = {cid: _normalise(shots[cid]) for cid in class_ids}
+    norm_gen = {cid: _normalise(generated[cid]) for cid in class_ids}
+    norm_q = {cid: _normalise(queries[cid][:n_queries]) for cid in class_ids}
     mine = ctx.shard(list(range(episodes)))
     local = {}
     for e in mine:
         chosen = [class_ids[i] for i in pick[e]]
         xs, ys, xg, yg, xq, yq = [], [], [], [], [], []
-        for label, (c, t) in enumerate(zip(chosen, sets[e])):
-            xs.append(norm_shots[c][t]); ys.append(np.full(len(norm_shots[c][t]), label))
-            xg.append(norm_gen[c][t]); yg.append(np.full(len(norm_gen[c][t]), label))
-            xq.append(norm_q[c]); yq.append(np.full(n_queries, label))
+        # (the class id must not be called `c`: that is the classifier's C, which v1 shadowed here, fitting every
+        # episode with C = the id of its last class instead of the protocol's classifier_c)
+        for label, (cid, t) in enumerate(zip(chosen, sets[e])):
+            xs.append(norm_shots[cid][t]); ys.append(np.full(len(norm_shots[cid][t]), label))
+            xg.append(norm_gen[cid][t]); yg.append(np.full(len(norm_gen[cid][t]), label))
+            xq.append(norm_q[cid]); yq.append(np.full(n_queries, label))
         x_s, y_s = np.concatenate(xs), np.concatenate(ys)
         x_q, y_q = np.concatenate(xq), np.concatenate(yq)
         acc_real = float((_fit_predict(x_s, y_s, x_q, c, max_iter) == y_q).mean())
         x_sg, y_sg = np.concatenate([x_s, *xg]), np.concatenate([y_s, *yg])
-        acc_gen = float((_fit_predict(x_sg, y_sg, x_q, c, max_iter) == y_q).mean())
+        n_gen = len(x_sg) - len(x_s)
+        w = generated_weight(weight_rule, len(xs[0]), len(xg[0]))
+        weights = np.concatenate([np.ones(len(x_s)), np.full(n_gen, w)])
+        acc_gen = float((_fit_predict(x_sg, y_sg, x_q, c, max_iter, weights) == y_q).mean())
         local[e] = (acc_real, acc_gen)
     merged: dict[int, tuple[float, float]] = {}
     for part in ctx.all_gather_object(local):
@@ -135,7 +156,8 @@ class LowDataResults:
 
 
 def lowdata_accuracy(train: dict[int, torch.Tensor], generated: dict[int, torch.Tensor],
-                     test: dict[int, torch.Tensor], *, n_real: int, c: float, max_iter: int) -> LowDataResults:
+                     test: dict[int, torch.Tensor], *, n_real: int, c: float, max_iter: int,
+                     weight_rule: str = "unit") -> LowDataResults:
     """All-class classifier trained on ``train[c]`` ([n, D]) with and without ``generated[c]`` ([M, D])."""
     class_ids = sorted(train)
     x_tr = np.concatenate([_normalise(train[cid]) for cid in class_ids])
@@ -145,7 +167,9 @@ def lowdata_accuracy(train: dict[int, torch.Tensor], generated: dict[int, torch.
     x_g = np.concatenate([_normalise(generated[cid]) for cid in class_ids])
     y_g = np.concatenate([np.full(len(generated[cid]), i) for i, cid in enumerate(class_ids)])
     correct_real = (_fit_predict(x_tr, y_tr, x_te, c, max_iter) == y_te).astype(np.float64)
-    correct_gen = (_fit_predict(np.concatenate([x_tr, x_g]), np.concatenate([y_tr, y_g]), x_te, c, max_iter)
+    w = generated_weight(weight_rule, n_real, len(generated[class_ids[0]]))
+    weights = np.concatenate([np.ones(len(x_tr)), np.full(len(x_g), w)])
+    correct_gen = (_fit_predict(np.concatenate([x_tr, x_g]), np.concatenate([y_tr, y_g]), x_te, c, max_iter, weights)
                    == y_te).astype(np.float64)
     return LowDataResults(n_real, correct_real, correct_gen, len(y_tr), len(y_te),
                           int(next(iter(generated.values())).shape[0]))

@@ -129,6 +129,12 @@ def is_global_zero() -> bool:
     return all(int(os.environ.get(name) or 0) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
+def is_local_zero() -> bool:
+    """Whether this process is the first on its machine (LOCAL_RANK 0 or unset): the one that fills the
+    machine's caches (weight files)."""
+    return int(os.environ.get("LOCAL_RANK") or 0) == 0
+
+
 def barrier() -> None:
     """Wait for every rank (a no-op in a single process)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

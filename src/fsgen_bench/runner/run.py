@@ -45,7 +45,7 @@ def run_experiment(cfg: dict, *, resume: bool = True, fresh: bool = False, log: 
         log(f"run {identity.run_id} already finished ({identity.run_dir}); records are in {identity.records_dir}. "
             f"Use --fresh to run it again.")
         return RunResult(run_dir=identity.run_dir, status="skipped")
-    prepared = preflight(cfg)
+    prepared = preflight(cfg, log=log)
     L.seed_everything(int(cfg["run"]["seed"]), workers=True, verbose=False)
     model = build_method(cfg, prepared.datamodule.info)
     writer = is_global_zero()
@@ -91,7 +91,7 @@ def evaluate_saved(cfg: dict, *, ckpt: Path | None = None, log: Log = print) -> 
     The records carry the id of the run the checkpoint belongs to. With several devices the other ranks are
     started here and every rank evaluates its share of the unseen classes.
     """
-    prepared = preflight(cfg)
+    prepared = preflight(cfg, log=log)
     identity = prepared.identity
     cls = prepared.method_class
     run_id = identity.run_id

@@ -22,13 +22,15 @@ from fsgen_bench.data.datamodule import EpisodicDataModule
 from fsgen_bench.data.evalplan import EvalPlan
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.harness import evaluate, format_table
+from fsgen_bench.eval.preflight import check_protocol_fits
 from fsgen_bench.eval.protocols import Protocol
 from fsgen_bench.eval.records import MetricRecord, append_records
+from fsgen_bench.eval.weights_download import ensure_weights, needed_weights
 from fsgen_bench.methods import FewShotGenerator
 from fsgen_bench.runner.build import (accelerator, build_datamodule, build_protocol, build_trainer,
                                       evaluation_device, method_class)
 from fsgen_bench.runner.callbacks import FigureCallback, NonFiniteLossGuard
-from fsgen_bench.runner.identity import RunIdentity, check_results_dir, is_global_zero
+from fsgen_bench.runner.identity import RunIdentity, check_results_dir, is_global_zero, is_local_zero
 from fsgen_bench.runner.loggers import log_metrics_table
 
 Log = Callable[[str], None]
@@ -46,12 +48,14 @@ class Prepared:
     plan: EvalPlan
 
 
-def preflight(cfg: dict) -> Prepared:
-    """Check every input and build the data, protocol and evaluation plan; write nothing.
+def preflight(cfg: dict, *, log: Log = print) -> Prepared:
+    """Check every input and build the data, protocol and evaluation plan; write nothing but weight files.
 
     The one place where a bad input (an unwritable results folder, an unknown method, a missing or malformed
-    dataset, a protocol the dataset cannot serve) becomes a UserError before a run folder exists or a minute of
-    training is spent. Checks of a protocol against a dataset belong here, after the plan.
+    dataset, a protocol the dataset or the method cannot serve, a damaged weights file) becomes a UserError
+    before a run folder exists or a minute of training is spent. Checks of a protocol against a dataset belong
+    here, after the plan. With ``eval.download_weights: true`` the weight files the evaluation can use are
+    fetched here, once per machine (local rank 0), so a missing file never costs a trained run its metrics.
     """
     identity = RunIdentity.of(cfg)
     check_results_dir(identity.results_dir)
@@ -59,9 +63,22 @@ def preflight(cfg: dict) -> Prepared:
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     protocol = build_protocol(cfg)
-    plan = datamodule.eval_plan(protocol)   # a class too small for the protocol's pools fails here
+    check_method_fits(cls, protocol)
+    check_protocol_fits(protocol, datamodule)
+    plan = datamodule.eval_plan(protocol)
+    if is_local_zero():
+        ensure_weights(cfg["eval"], needed_weights(cfg["eval"].get("backbones") or [], protocol.lpips_net), log=log)
     return Prepared(cfg=cfg, identity=identity, method_class=cls, datamodule=datamodule, protocol=protocol,
                     plan=plan)
+
+
+def check_method_fits(cls: type[FewShotGenerator], protocol: Protocol) -> None:
+    """A UserError when the protocol's K is outside what the method accepts at generation time."""
+    k, low, high = protocol.k_shot, cls.min_k, cls.max_k
+    if k < low or (high is not None and k > high):
+        reason = f" ({cls.min_k_reason})" if k < low and cls.min_k_reason else ""
+        raise UserError(f"protocol {protocol.id} conditions on K = {k} images, but {cls.__name__} accepts "
+                        f"K = {low}..{'any' if high is None else high}{reason}; choose another protocol or method")
 
 
 def run_meta(prepared: Prepared, *, run_id: str, train_wall_s: float | None) -> dict:
