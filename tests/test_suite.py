@@ -16,7 +16,7 @@ from fsgen_bench.suite import (Cell, cell_run_id, dataset_slug, is_done, load_su
                                parse_suite, run_suite, select_shard)
 
 SUITES = Path(__file__).resolve().parents[1] / "configs" / "suites"
-ALL_METHODS = ["f2gan", "matchinggan", "dagan", "figr", "gmn", "copy-support", "noise"]
+ALL_METHODS = ["f2gan", "matchinggan", "dagan", "figr", "gmn", "lofgan", "wavegan", "copy-support", "noise"]
 
 
 @pytest.fixture
@@ -244,7 +244,7 @@ def test_bad_suite_files_are_user_errors(tmp_path, config_root):
     assert runner.calls == []
 
 
-@pytest.mark.parametrize("name,cells", [("glyphs-quick", 21), ("paper", 105)])
+@pytest.mark.parametrize("name,cells", [("glyphs-quick", 27), ("paper", 135)])
 def test_shipped_suites_resolve(name, cells, config_root, tmp_path):
     suite = load_suite(SUITES / f"{name}.yaml")
     assert set(suite.methods) == set(ALL_METHODS)
