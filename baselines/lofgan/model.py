@@ -1,6 +1,6 @@
 """LoFGAN: Fusing Local Representations for Few-shot Image Generation, as a Lightning module.
 
-Gu, Li, Zhang, Xu, Yang, ICCV 2021. Official code: edward3862/LoFGAN-pytorch @ c169621 (read for facts only;
+Gu, Li, Huo, Wang, Gao, ICCV 2021. Official code: edward3862/LoFGAN-pytorch @ c169621 (read for facts only;
 nothing copied). The networks are in :mod:`.networks`; CARD.md lists every deviation from the release.
 
 One training iteration is the release's (train.py:52-56 -> trainer.py:30-42 -> networks/lofgan.py:25-82):

@@ -1,7 +1,7 @@
 """LoFGAN's networks: the generator (encoder, local fusion module, decoder), the discriminator, the local
 reconstruction loss and the weight initialisation.
 
-Gu, Li, Zhang, Xu, Yang. "LoFGAN: Fusing Local Representations for Few-shot Image Generation", ICCV 2021.
+Gu, Li, Huo, Wang, Gao. "LoFGAN: Fusing Local Representations for Few-shot Image Generation", ICCV 2021.
 Official code: edward3862/LoFGAN-pytorch @ c169621 (``networks/lofgan.py``, ``networks/blocks.py``,
 ``networks/loss.py``, ``trainer.py``), read for facts only; nothing is copied. CARD.md beside this file lists
 every deviation with the release line it departs from.
