@@ -15,5 +15,7 @@ METHODS.register("dagan", "fsgen_bench.baselines.dagan.model:DAGAN")
 METHODS.register("matchinggan", "fsgen_bench.baselines.matchinggan.model:MatchingGAN")
 METHODS.register("figr", "fsgen_bench.baselines.figr.model:FIGR")
 METHODS.register("gmn", "fsgen_bench.baselines.gmn.model:GMN")
+METHODS.register("lofgan", "fsgen_bench.baselines.lofgan.model:LoFGAN")
+METHODS.register("wavegan", "fsgen_bench.baselines.wavegan.model:WaveGAN")
 
 __all__ = ["FewShotGenerator", "METHODS"]

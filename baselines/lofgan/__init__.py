@@ -1,0 +1,1 @@
+"""LoFGAN (Gu et al., ICCV 2021). See CARD.md."""

@@ -1,0 +1,1 @@
+"""WaveGAN (Yang et al., ECCV 2022). See CARD.md."""
