@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from fsgen_bench.atomic import write_text_atomic
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.metrics import QUESTION_TEXT, QUESTIONS, MetricSpec, spec_of
 from fsgen_bench.eval.records import MetricRecord, read_records
@@ -420,11 +421,7 @@ def render_readme(tables: list[Table], figures: set[str], scatters: dict[str, st
 
 def _write(path: Path, text: str) -> Path:
     """Atomic: a reader (or a concurrent shard) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def build(records_dir: Path, out_dir: Path, *, plots: bool = True) -> list[Path]:

@@ -9,11 +9,12 @@ timestamp in the file, so the same records give the same bytes.
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from fsgen_bench.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsgen_bench.leaderboard import Table
@@ -31,10 +32,8 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, metadata={"Software": None})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, metadata={"Software": None})
     return path
 
 
@@ -126,9 +125,8 @@ def sample_links(tables: list[Table], runs_dir: Path, out_dir: Path) -> dict[str
                 if image.is_file():
                     folder.mkdir(parents=True, exist_ok=True)
                     if not copy.is_file() or copy.read_bytes() != image.read_bytes():
-                        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-                        shutil.copyfile(image, tmp)
-                        tmp.replace(copy)
+                        with atomic_path(copy) as tmp:
+                            shutil.copyfile(image, tmp)
                 if copy.is_file():
                     keep.add(copy)
                     out.setdefault(table.slug, []).append((row.label, seed, copy.relative_to(out_dir).as_posix()))

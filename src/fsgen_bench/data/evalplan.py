@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fsgen_bench.atomic import write_text_atomic
 from fsgen_bench.errors import UserError
 
 
@@ -144,10 +144,7 @@ class EvalPlan:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")   # unique per process: ranks may race
-        tmp.write_text(json.dumps(self.to_json()))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.to_json()))      # unique temporary per writer: ranks may race
 
     @classmethod
     def load(cls, path: Path) -> "EvalPlan":

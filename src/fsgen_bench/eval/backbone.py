@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fsgen_bench.atomic import atomic_path, write_text_atomic
 from fsgen_bench.eval.distributed import DistContext
 
 ARCH_VERSION = 1            # bump when the network or its training changes: part of the cache key
@@ -263,17 +264,12 @@ def train_domain_backbone(images, *, cfg: dict, seed: int, device: torch.device,
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path, keep_suffix=False) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
 
 
 def obtain_domain_backbone(images, *, cfg: dict, cache_dir: Path, seed: int, device: torch.device,

@@ -21,11 +21,11 @@ method, so they are cached under ``cache_dir / "eval" / <dataset> / ...pt`` (ato
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 
+from fsgen_bench.atomic import atomic_path
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.pixels import pytorch_fid_input, to_side
 from fsgen_bench.eval.weights import INCEPTION_FILE, WeightsFile
@@ -128,7 +128,5 @@ def load_real_cache(path: Path, class_ids: list[int]) -> dict | None:
 
 
 def save_real_cache(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
+    with atomic_path(path, keep_suffix=False) as tmp:
+        torch.save(data, tmp)

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from fsgen_bench.atomic import atomic_path
+
 
 def interpolation_coefficients(model, steps: int, device=None) -> Tensor:
     """[steps, 2] coefficients (1 - t, t) swept across the range training draws for K = 2: from
@@ -73,9 +75,8 @@ def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     return path
 
 
