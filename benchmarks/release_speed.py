@@ -146,10 +146,9 @@ def release_iteration(trainer, imgs: torch.Tensor, labels: torch.Tensor, max_ite
 def build_ours(method: str, overrides: dict, size: int, num_classes: int, device, channels_last: bool):
     from fsgen_bench.config import resolve
     from fsgen_bench.methods import METHODS
-    from fsgen_bench.run import method_kwargs
 
     cfg = resolve(method=method, dataset="flowers", preset="paper")
-    kwargs = {**method_kwargs(cfg), **overrides}
+    kwargs = {**{k: v for k, v in cfg["method"].items() if k != "name"}, **overrides}
     model = METHODS.get(method)(image_size=size, channels=3, num_seen_classes=num_classes,
                                 k_shot=int(cfg["data"]["k_shot"]), **kwargs).to(device)
     if channels_last:
