@@ -333,3 +333,12 @@ def test_an_unregistered_metric_is_shown_unranked():
     (table,) = compute_tables(records)
     assert [c.key for c in table.columns] == ["made_up/domain"]
     assert not any(r.cells["made_up/domain"].best for r in table.rows)
+
+
+def test_copy_rate_ranks_by_distance_to_what_real_images_score():
+    """A copy rate of 0 means images far off the data, not the best novelty: closest to the quantile wins."""
+    from fsgen_bench.eval.metrics import spec_of
+
+    spec = spec_of("copy_rate")
+    assert spec.badness(0.05) == 0 and spec.badness(0.0) > spec.badness(0.1) > spec.badness(0.06)
+    assert spec.arrow == "→0.05"

@@ -85,9 +85,11 @@ FAMILY = register(MetricFamily(
         MetricSpec("novelty", "novelty", "target", True, "median distance of a generated image to its nearest "
                    "conditioning image, over that of held-out real images (0: copies; 1: as new as real photos)",
                    order=20, needs=frozenset({"features", "conditioning"}), target=1.0),
-        MetricSpec("copy_rate", "novelty", "lower", True, "share of generated images closer to a conditioning "
-                   "image than 95% of held-out real images are (real images: about 0.05)", order=21,
-                   needs=frozenset({"features", "conditioning"})),
+        # Target, not "lower": images far off the data score 0 (DAGAN and FIGR on glyphs at the quick budget), and
+        # new real photos score the protocol's copy_quantile (0.05 in every shipped protocol) by construction.
+        MetricSpec("copy_rate", "novelty", "target", True, "share of generated images closer to a conditioning "
+                   "image than 95% of held-out real images are (real images: about 0.05; 0: off the data)",
+                   order=21, needs=frozenset({"features", "conditioning"}), target=0.05),
     ),
     compute=compute,
 ))
