@@ -33,6 +33,20 @@ from fsgen_bench.eval.weights import INCEPTION_FILE, WeightsFile
 CACHE_FORMAT = 2   # 2: resolution in the key, conditional-pool features for every backbone
 
 
+def batched_features(images_u8: torch.Tensor, batch_size: int, device: torch.device, num_features: int,
+                     forward) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` -> float32 ``[N, D]`` on the CPU: ``forward`` on each batch moved to ``device`` (gray
+    repeated to three channels), autocast off. The one loop every extractor's ``extract`` runs."""
+    out = []
+    with torch.autocast(device_type=device.type, enabled=False):
+        for start in range(0, images_u8.shape[0], batch_size):
+            x = images_u8[start:start + batch_size].to(device, non_blocking=True)
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            out.append(forward(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros((0, num_features))
+
+
 class InceptionFeatures:
     """The standard FID Inception (2048-d pool3) from a local weights file."""
 
@@ -63,17 +77,11 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        out = []
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            for start in range(0, images_u8.shape[0], batch_size):
-                x = images_u8[start:start + batch_size].to(self.device, non_blocking=True)
-                if x.shape[1] == 1:
-                    x = x.expand(-1, 3, -1, -1)
-                if self.fid_input == "pytorch-fid":
-                    out.append(self.pool3(pytorch_fid_input(x)).float().cpu())
-                else:
-                    out.append(self.net(x.contiguous()).float().cpu())
-        return torch.cat(out) if out else torch.zeros((0, self.num_features))
+        if self.fid_input == "pytorch-fid":
+            forward = lambda x: self.pool3(pytorch_fid_input(x))  # noqa: E731
+        else:
+            forward = lambda x: self.net(x.contiguous())  # noqa: E731
+        return batched_features(images_u8, batch_size, self.device, self.num_features, forward)
 
     def pool3(self, x: torch.Tensor) -> torch.Tensor:
         """The 2048-d pool features of an already prepared [-1, 1] input at 299 px (the network's layers, in

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval import clip, dinov2
+from fsgen_bench.eval.features import batched_features
 from fsgen_bench.eval.weights import WeightsFile, get_spec, load_state_dict_file, locate, verify
 
 
@@ -57,11 +58,8 @@ class DinoV2Features:
 
     @torch.no_grad()
     def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        out = []
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            for start in range(0, images_u8.shape[0], batch_size):
-                out.append(self.net(self.preprocess(images_u8[start:start + batch_size])).float().cpu())
-        return torch.cat(out) if out else torch.zeros((0, self.num_features))
+        return batched_features(images_u8, batch_size, self.device, self.num_features,
+                                lambda x: self.net(self.preprocess(x)))
 
     def record_extra(self) -> dict:
         """What a record should say about these features."""
@@ -101,14 +99,8 @@ class ClipFeatures:
 
     @torch.no_grad()
     def extract(self, images_u8: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        out = []
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            for start in range(0, images_u8.shape[0], batch_size):
-                x = images_u8[start:start + batch_size].to(self.device, non_blocking=True)
-                if x.shape[1] == 1:
-                    x = x.expand(-1, 3, -1, -1)
-                out.append(self.net(x.contiguous())[0].float().cpu())
-        return torch.cat(out) if out else torch.zeros((0, self.num_features))
+        return batched_features(images_u8, batch_size, self.device, self.num_features,
+                                lambda x: self.net(x.contiguous())[0])
 
     def record_extra(self) -> dict:
         """What a record should say about these features."""
