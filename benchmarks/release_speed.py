@@ -145,16 +145,18 @@ def release_iteration(trainer, imgs: torch.Tensor, labels: torch.Tensor, max_ite
 # -- ours --------------------------------------------------------------------------------------------------------
 def build_ours(method: str, overrides: dict, size: int, num_classes: int, device, channels_last: bool):
     from fsgen_bench.config import resolve
-    from fsgen_bench.methods import METHODS
+    from fsgen_bench.data.source import DatasetInfo
+    from fsgen_bench.runner.build import build_method
 
     cfg = resolve(method=method, dataset="flowers", preset="paper")
-    kwargs = {**{k: v for k, v in cfg["method"].items() if k != "name"}, **overrides}
-    model = METHODS.get(method)(image_size=size, channels=3, num_seen_classes=num_classes,
-                                k_shot=int(cfg["data"]["k_shot"]), **kwargs).to(device)
+    cfg["method"].update(overrides)
+    info = DatasetInfo(name="flowers", channels=3, image_size=size, native_size=None, num_classes=num_classes,
+                       num_seen=num_classes, origin="benchmarks/release_speed.py: random tensors")
+    model = build_method(cfg, info).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt_g, opt_d = model.configure_optimizers()
-    return model, opt_g, opt_d, kwargs
+    return model, opt_g, opt_d
 
 
 # -- equivalence check -------------------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ def check_equivalence(method: str, rel: dict, device, batch: int) -> dict:
     size, k = 128, 3
     torch.manual_seed(0)
     trainer = build_release(rel, device)
-    model, _, _, _ = build_ours(method, WAVEGAN_AS_RELEASE if wave else {}, size, 85, device, channels_last=False)
+    model, _, _ = build_ours(method, WAVEGAN_AS_RELEASE if wave else {}, size, 85, device, channels_last=False)
     with torch.no_grad(), cuda_calls_to(device):       # converge the release's power iterations (u, v) first
         for _ in range(20):
             trainer.model.dis(torch.zeros(1, 3, 32, 32, device=device))
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         if method == "wavegan" and args.with_default_case:
             variants["ours-default"] = {}
         for impl, over in variants.items():
-            model, opt_g, opt_d, kwargs = build_ours(method, over, args.size, 85, device, channels_last)
+            model, opt_g, opt_d = build_ours(method, over, args.size, 85, device, channels_last)
             model.train()
             support = imgs.contiguous(memory_format=torch.contiguous_format)
             cases[(method, impl)] = (lambda model=model, opt_g=opt_g, opt_d=opt_d, support=support:

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fsgen_bench.atomic import atomic_path, write_text_atomic
+from fsgen_bench.atomic import atomic_write, write_text_atomic
 from fsgen_bench.eval.distributed import DistContext
 
 ARCH_VERSION = 1            # bump when the network or its training changes: part of the cache key
@@ -263,15 +263,6 @@ def train_domain_backbone(images, *, cfg: dict, seed: int, device: torch.device,
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}, meta
 
 
-def _atomic_save(obj, path: Path) -> None:
-    with atomic_path(path, keep_suffix=False) as tmp:
-        torch.save(obj, tmp)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    write_text_atomic(path, text)
-
-
 def obtain_domain_backbone(images, *, cfg: dict, cache_dir: Path, seed: int, device: torch.device,
                            ctx: DistContext | None = None, log=print, data_fp: str | None = None) -> DomainBackbone:
     """Load the cached backbone for (dataset, split, size, seed, settings) or train and cache it.
@@ -292,8 +283,9 @@ def obtain_domain_backbone(images, *, cfg: dict, cache_dir: Path, seed: int, dev
                 log(f"ignoring unreadable cached backbone {weights_path} ({type(exc).__name__}); retraining")
         if payload is None:
             state, meta = train_domain_backbone(images, cfg=cfg, seed=seed, device=device, log=log)
-            _atomic_save(state, weights_path)
-            _atomic_write_text(json.dumps({**meta, "key": key}, indent=2, sort_keys=True), json_path)
+            with atomic_write(weights_path, "wb") as fh:
+                torch.save(state, fh)
+            write_text_atomic(json_path, json.dumps({**meta, "key": key}, indent=2, sort_keys=True))
             payload = (state, {**meta, "cached": False})
     state, meta = ctx.broadcast_object(payload)
     s = _settings(cfg)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from fsgen_bench.atomic import atomic_path
+from fsgen_bench.atomic import atomic_write
 from fsgen_bench.errors import UserError
 from fsgen_bench.eval.pixels import pytorch_fid_input, to_side
 from fsgen_bench.eval.weights import INCEPTION_FILE, WeightsFile
@@ -136,5 +136,5 @@ def load_real_cache(path: Path, class_ids: list[int]) -> dict | None:
 
 
 def save_real_cache(path: Path, data: dict) -> None:
-    with atomic_path(path, keep_suffix=False) as tmp:
-        torch.save(data, tmp)
+    with atomic_write(path, "wb") as fh:
+        torch.save(data, fh)

@@ -73,9 +73,8 @@ def _save(fig, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:                 # makes the folder too
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
     return path
 
